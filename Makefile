@@ -1,0 +1,83 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    the workstation on embedded defaults (SQLite, filesystem broker, local files, tiny model)
+#   make test   the whole suite (ruff, pytest unit + integration + browser, Vitest)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WEB_PORT ?= 8000
+export WEB_PORT
+
+.PHONY: help run test venv frontend models migrate demo lint pytest vitest chromium clean
+
+help:
+	@echo "make run   - start the workstation on http://127.0.0.1:$(WEB_PORT)/studio/ (embedded defaults)"
+	@echo "make test  - install what is needed and run the whole suite"
+
+# --- Python ------------------------------------------------------------------------------------
+# torch is installed first and pinned through constraints.txt for everything after it, so no
+# package can swap the CPU build for a multi-GB CUDA one (see pyproject.toml).
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check "$$(grep -m1 '^torch==' constraints.txt)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# --- Frontend ----------------------------------------------------------------------------------
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/tsconfig.json -type f 2>/dev/null)
+frontend/dist/index.html: frontend/node_modules/.installed $(FRONTEND_SOURCES)
+	cd frontend && npm run --silent build
+
+frontend: frontend/dist/index.html
+
+# --- Embedded run --------------------------------------------------------------------------------
+var/models/profile.json: | venv
+	$(BIN)/python -m engine build-tiny var/models
+
+models: var/models/profile.json
+
+migrate: venv
+	$(BIN)/python manage.py migrate --no-input
+
+demo: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: venv frontend models demo
+	@echo
+	@echo "  Portrait Template Workstation: http://127.0.0.1:$(WEB_PORT)/studio/"
+	@echo "  API health:                    http://127.0.0.1:$(WEB_PORT)/api/v1/health"
+	@echo "  API docs:                      http://127.0.0.1:$(WEB_PORT)/api/v1/docs/"
+	@echo "  Ctrl-C stops the web server and the worker."
+	@echo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
+
+# --- Tests ---------------------------------------------------------------------------------------
+# Tests keep their data under var/test; the tiny model is shared with `make run` (var/models).
+TEST_ENV := VAR_DIR=$(CURDIR)/var/test ENGINE_MODELS_DIR=$(CURDIR)/var/models
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: venv
+	$(BIN)/ruff check .
+
+pytest: venv frontend models chromium
+	rm -rf var/test
+	$(TEST_ENV) $(BIN)/python -m pytest
+
+vitest: frontend/node_modules/.installed
+	cd frontend && npm test --silent
+
+test: lint vitest pytest
+
+clean:
+	rm -rf var/test frontend/dist

@@ -1,0 +1,75 @@
+import { createContext, useCallback, useContext, useEffect, useMemo, useState } from 'react';
+import type { ReactNode } from 'react';
+import { ApiError } from '../api/client';
+import * as authApi from '../api/auth';
+import type { Credentials, User } from '../api/auth';
+
+export type AuthState =
+  | { status: 'loading' }
+  | { status: 'anonymous' }
+  | { status: 'authenticated'; user: User }
+  | { status: 'error'; error: ApiError };
+
+export interface AuthContextValue {
+  state: AuthState;
+  /** Re-run GET /auth/me (used by the "Try again" button). */
+  refresh: () => Promise<void>;
+  /** POST /auth/login; throws ApiError on failure. */
+  signIn: (credentials: Credentials) => Promise<User>;
+  /** POST /auth/logout; throws ApiError on failure. */
+  signOut: () => Promise<void>;
+}
+
+const AuthContext = createContext<AuthContextValue | null>(null);
+
+function asApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  return new ApiError(0, 'client_error', err instanceof Error ? err.message : 'Unexpected error.');
+}
+
+export function AuthProvider({ children }: { children: ReactNode }) {
+  const [state, setState] = useState<AuthState>({ status: 'loading' });
+
+  const load = useCallback(async (signal?: AbortSignal) => {
+    setState({ status: 'loading' });
+    try {
+      const user = await authApi.fetchMe(signal);
+      if (!signal?.aborted) setState({ status: 'authenticated', user });
+    } catch (err) {
+      if (signal?.aborted) return;
+      const error = asApiError(err);
+      setState(error.status === 401 ? { status: 'anonymous' } : { status: 'error', error });
+    }
+  }, []);
+
+  useEffect(() => {
+    const controller = new AbortController();
+    void load(controller.signal);
+    return () => controller.abort();
+  }, [load]);
+
+  const signIn = useCallback(async (credentials: Credentials) => {
+    const user = await authApi.login(credentials);
+    setState({ status: 'authenticated', user });
+    return user;
+  }, []);
+
+  const signOut = useCallback(async () => {
+    await authApi.logout();
+    setState({ status: 'anonymous' });
+  }, []);
+
+  const refresh = useCallback(() => load(), [load]);
+
+  const value = useMemo(
+    () => ({ state, refresh, signIn, signOut }),
+    [state, refresh, signIn, signOut],
+  );
+  return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
+}
+
+export function useAuth(): AuthContextValue {
+  const ctx = useContext(AuthContext);
+  if (!ctx) throw new Error('useAuth must be used inside <AuthProvider>.');
+  return ctx;
+}

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RenderingConfig(AppConfig):
+    name = "rendering"
+    verbose_name = "Render jobs"

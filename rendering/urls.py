@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("ops/test-render", api.TestRenderListCreateView.as_view(), name="test-render-list"),
+    path("ops/test-render/<uuid:pk>", api.TestRenderDetailView.as_view(),
+         name="test-render-detail"),
+    path("ops/test-render/<uuid:pk>/outputs/<int:index>", api.TestRenderOutputView.as_view(),
+         name="test-render-output"),
+]

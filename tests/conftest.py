@@ -1,0 +1,85 @@
+"""Fixtures shared by every Django test: people in each role, API callers, the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    """Throttle counters live in the shared cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_models(django_db_blocker) -> Path:
+    """The tiny random-weight model under ENGINE_MODELS_DIR, built once if missing."""
+    from engine.tiny import build_tiny
+
+    models_dir = Path(settings.ENGINE_MODELS_DIR)
+    if not (models_dir / "profile.json").exists():
+        build_tiny(models_dir)
+    return models_dir
+
+
+@pytest.fixture
+def make_user(db):
+    from workstation.accounts.models import User
+
+    def make(role: str, email: str | None = None) -> User:
+        email = email or f"{role}-{User.objects.count() + 1}@example.test"
+        return User.objects.create_user(email, PASSWORD, role=role, display_name=role.title())
+
+    return make
+
+
+@pytest.fixture
+def operator(make_user):
+    return make_user("operator")
+
+
+@pytest.fixture
+def designer(make_user):
+    return make_user("designer")
+
+
+@pytest.fixture
+def reviewer(make_user):
+    return make_user("reviewer")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def signed_in(api):
+    """`signed_in(user)` returns an APIClient with that user's session."""
+
+    def sign_in(user) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return sign_in
+
+
+@pytest.fixture
+def consumer_key(db):
+    """`consumer_key("name")` creates an API client and returns its plaintext key."""
+    from workstation.accounts.services import api_client_create
+
+    def make(name: str = "partner") -> str:
+        return api_client_create(name=name).key
+
+    return make

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "workstation.accounts"
+    label = "accounts"
+    verbose_name = "Accounts, roles and API clients"
+
+    def ready(self) -> None:
+        from workstation import checks  # noqa: F401  (registers system checks)

@@ -1,0 +1,19 @@
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.exceptions import APIException
+
+from workstation.accounts.services import api_client_create
+
+
+class Command(BaseCommand):
+    help = "Create a consumer API client. The key is printed once; only its hash is stored."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+
+    def handle(self, *args, name: str, **options):
+        try:
+            issued = api_client_create(name=name)
+        except APIException as exc:
+            raise CommandError(str(exc.detail)) from exc
+        self.stdout.write(f"API client {issued.client.name!r} created. Its key (shown once):")
+        self.stdout.write(issued.key)

@@ -1,0 +1,97 @@
+"""Authentication for the two kinds of caller.
+
+- Consumer API clients: `Authorization: Bearer <key>` plus `X-End-User: <opaque ref>`.
+  The request's user becomes a `ConsumerPrincipal` naming the client and (when the header is
+  present and valid) the end user; consumer views require both.
+- Studio users: Django sessions (the browser app), with CSRF enforced.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rest_framework import authentication, exceptions
+
+from workstation.accounts.models import ApiClient, EndUser
+from workstation.accounts.selectors import api_client_for_key
+
+END_USER_HEADER = "X-End-User"
+_END_USER_REF = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+@dataclass
+class ConsumerPrincipal:
+    """The authenticated caller of a consumer endpoint. Not a Django user."""
+
+    client: ApiClient
+    end_user_ref: str | None
+    _end_user: EndUser | None = field(default=None, repr=False)
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    role = None
+
+    @property
+    def pk(self) -> str:
+        return f"client:{self.client.pk}"
+
+    def has_role(self, *roles: str) -> bool:
+        return False
+
+    @property
+    def end_user(self) -> EndUser:
+        """The EndUser row, created on first use (the client chose the reference)."""
+        if self.end_user_ref is None:
+            raise exceptions.ValidationError(
+                {END_USER_HEADER: [f"The {END_USER_HEADER} header is required."]}
+            )
+        if self._end_user is None:
+            from workstation.accounts.services import end_user_get_or_create
+
+            self._end_user = end_user_get_or_create(
+                client=self.client, external_ref=self.end_user_ref
+            )
+        return self._end_user
+
+    def existing_end_user(self) -> EndUser | None:
+        """The EndUser row if it exists; never creates one (for reads)."""
+        if self.end_user_ref is None:
+            return None
+        if self._end_user is None:
+            self._end_user = EndUser.objects.filter(
+                client=self.client, external_ref=self.end_user_ref
+            ).first()
+        return self._end_user
+
+
+class ApiClientAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        key = key.strip()
+        if not key:
+            raise exceptions.AuthenticationFailed("Empty bearer key.")
+        client = api_client_for_key(key=key)
+        if client is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        ref = request.headers.get(END_USER_HEADER)
+        if ref is not None and not _END_USER_REF.match(ref):
+            raise exceptions.ValidationError(
+                {END_USER_HEADER: ["Use 1-128 characters: letters, digits and . _ : @ -"]}
+            )
+        return ConsumerPrincipal(client=client, end_user_ref=ref), client
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class StudioSessionAuthentication(authentication.SessionAuthentication):
+    """Session auth for the studio app (CSRF enforced for unsafe methods)."""

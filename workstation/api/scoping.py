@@ -1,0 +1,68 @@
+"""Owner scoping that endpoints cannot forget.
+
+Every consumer-side model inherits `ConsumerOwned`; every consumer view inherits
+`ConsumerScopedMixin` and names its model's manager in `scoped_queryset()`. The mixin's
+`get_queryset()` always filters by the caller's (client, end user): a second client or a
+second end user of the same client sees nothing (404), never another's objects.
+Studio objects owned by a studio user use `StudioOwnedMixin` likewise.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import QuerySet
+
+from .authentication import ConsumerPrincipal
+from .permissions import IsConsumer
+
+
+class ConsumerOwnedQuerySet(models.QuerySet):
+    def owned_by(self, principal: ConsumerPrincipal) -> QuerySet:
+        end_user = principal.existing_end_user()
+        if end_user is None:
+            return self.none()
+        return self.filter(end_user=end_user)
+
+
+class ConsumerOwned(models.Model):
+    end_user = models.ForeignKey(
+        "accounts.EndUser", on_delete=models.CASCADE, related_name="+", db_index=True
+    )
+
+    objects = ConsumerOwnedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class ConsumerScopedMixin:
+    """For DRF generic views over consumer data. Subclasses implement `scoped_queryset()`."""
+
+    permission_classes = [IsConsumer]
+
+    def scoped_queryset(self) -> ConsumerOwnedQuerySet:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet:
+        return self.scoped_queryset().owned_by(self.request.user)
+
+
+class StudioOwnedMixin:
+    """For views over objects a studio user owns: each user sees only their own, except the
+    roles a view names in `roles_seeing_all` (e.g. operators over templates).
+
+    Subclasses set `owner_field` and implement `scoped_queryset()`.
+    """
+
+    owner_field = "created_by"
+    roles_seeing_all: tuple[str, ...] = ()
+
+    def scoped_queryset(self) -> QuerySet:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet:
+        user = self.request.user
+        queryset = self.scoped_queryset()
+        if user.role in self.roles_seeing_all:
+            return queryset
+        return queryset.filter(**{self.owner_field: user})

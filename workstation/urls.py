@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from workstation.health import HealthView
+from workstation.spa import studio_app
+
+handler400 = "workstation.api.errors.json_400"
+handler403 = "workstation.api.errors.json_403"
+handler404 = "workstation.api.errors.json_404"
+handler500 = "workstation.api.errors.json_500"
+
+api_v1 = [
+    path("health", HealthView.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("workstation.accounts.urls")),
+    path("", include("rendering.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+    path("studio/", studio_app, name="studio"),
+    re_path(r"^studio/(?P<path>.*)$", studio_app),
+]
