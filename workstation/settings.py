@@ -175,7 +175,8 @@ else:  # pragma: no cover - configuration error surfaced at start-up
     )
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"  # collectstatic target in production
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
 STATICFILES_DIRS = [("studio", FRONTEND_DIST)] if FRONTEND_DIST.is_dir() else []
 STORAGES = {

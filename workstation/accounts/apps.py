@@ -8,3 +8,4 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from workstation import checks  # noqa: F401  (registers system checks)
+        from workstation.api import schema  # noqa: F401  (registers OpenAPI extensions)
