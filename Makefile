@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: help run test venv frontend models migrate demo lint pytest vitest chromium clean
+.PHONY: help run test venv frontend models migrate demo lint pytest vitest chromium system-deps clean
 
 help:
 	@echo "make run   - start the workstation on http://127.0.0.1:$(WEB_PORT)/studio/ (embedded defaults)"
@@ -51,7 +51,7 @@ migrate: venv
 demo: migrate
 	$(BIN)/python manage.py seed_demo
 
-run: venv frontend models demo
+run: system-deps venv frontend models demo
 	@echo
 	@echo "  Portrait Template Workstation: http://127.0.0.1:$(WEB_PORT)/studio/"
 	@echo "  API health:                    http://127.0.0.1:$(WEB_PORT)/api/v1/health"
@@ -64,7 +64,13 @@ run: venv frontend models demo
 # Tests keep their data under var/test; the tiny model is shared with `make run` (var/models).
 TEST_ENV := VAR_DIR=$(CURDIR)/var/test ENGINE_MODELS_DIR=$(CURDIR)/var/models
 
-chromium:
+# Debian packages: a CJK font for the visible "AI生成" label on every output, and chromium for
+# the browser tests (a test tool's own browser download is not used).
+SYSTEM_PACKAGES_RUN := fonts-wqy-microhei
+system-deps:
+	@dpkg -s $(SYSTEM_PACKAGES_RUN) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES_RUN) >/dev/null; }
+
+chromium: system-deps
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: venv

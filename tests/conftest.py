@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from rest_framework.test import APIClient
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -58,13 +57,17 @@ def reviewer(make_user):
 
 
 @pytest.fixture
-def api() -> APIClient:
+def api():
+    from rest_framework.test import APIClient
+
     return APIClient()
 
 
 @pytest.fixture
 def signed_in(api):
     """`signed_in(user)` returns an APIClient with that user's session."""
+
+    from rest_framework.test import APIClient
 
     def sign_in(user) -> APIClient:
         client = APIClient()

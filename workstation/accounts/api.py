@@ -13,12 +13,19 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from workstation.api.authentication import StudioSessionAuthentication
 from workstation.api.errors import InvalidInput
 from workstation.api.permissions import IsStudioUser
 from workstation.api.throttles import LoginRateThrottle
 
 from . import selectors, services
 from .models import User
+
+
+def _enforce_csrf(request) -> None:
+    """Signing in starts a session, so it is CSRF-checked even for anonymous callers (DRF only
+    checks requests that already carry a session). Prevents login CSRF."""
+    StudioSessionAuthentication().enforce_csrf(request)
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -50,6 +57,7 @@ class LoginView(APIView):
     @extend_schema(summary="Sign in (session)", request=LoginSerializer,
                    responses={200: UserSerializer})
     def post(self, request):
+        _enforce_csrf(request)
         data = LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(
@@ -131,6 +139,7 @@ class InvitationView(APIView):
     @extend_schema(summary="Accept an invitation: set a password and sign in",
                    request=InvitationAcceptSerializer, responses={201: UserSerializer})
     def post(self, request, token: str):
+        _enforce_csrf(request)
         data = InvitationAcceptSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.invitation_accept(

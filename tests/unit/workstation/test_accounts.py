@@ -145,3 +145,15 @@ def test_revoked_key_is_refused(api, consumer_key):
     api_client_revoke(client=ApiClient.objects.get(name="acme"))
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_X_END_USER="u1")
     assert api.get("/api/v1/ops/test-render").status_code == 401
+
+
+def test_login_requires_csrf_token(designer):
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    body = {"email": designer.email, "password": PASSWORD}
+    assert client.post("/api/v1/auth/login", body, format="json").status_code == 403
+    client.get("/api/v1/auth/csrf")
+    token = client.cookies["csrftoken"].value
+    ok = client.post("/api/v1/auth/login", body, format="json", HTTP_X_CSRFTOKEN=token)
+    assert ok.status_code == 200

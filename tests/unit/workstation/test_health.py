@@ -32,9 +32,9 @@ def test_health_503_when_broker_unreachable(api, tiny_models, monkeypatch):
     from workstation.celery import app
 
     dead_broker = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    original = app.conf.broker_url
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     monkeypatch.setenv("CELERY_BROKER_URL", dead_broker)
-    original = app.conf.broker_url
     app.conf.broker_url = dead_broker
     try:
         response = api.get("/api/v1/health")

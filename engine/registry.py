@@ -1,0 +1,242 @@
+"""Which models exist, where they live, and whether they are on this machine.
+
+The registry is pure data and filesystem checks (no torch, no Django), so the web process can
+list models and show their readiness cheaply; only `engine.runtime` loads weights.
+
+A *profile* is a named starting set of models:
+
+- ``tiny``: the random-weight test models written by ``python -m engine build-tiny DIR``
+  (base ``tiny`` -> ``DIR/sd-tiny``, ControlNet ``tiny-pose`` -> ``DIR/controlnet-tiny``).
+
+More profiles (e.g. full-size random ``sd15-random`` / ``sdxl-random``) are added by
+registering a builder in `_PROFILES`.
+
+An optional JSON config file adds models or overrides profile entries by key::
+
+    {
+      "default_base": "my-sd15",
+      "models": [
+        {"key": "my-sd15", "kind": "base", "family": "sd15",
+         "hub_id": "some-org/some-model", "dtype": "float16"},
+        {"key": "my-pose", "kind": "controlnet", "family": "sd15",
+         "path": "controlnets/pose", "controlnet_kind": "pose"}
+      ]
+    }
+
+Each model has exactly one of ``path`` (local; relative paths are resolved against
+``models_dir``) or ``hub_id`` (a Hugging Face repo id, looked up in the local HF cache).
+``family`` defaults to ``sd15`` and ``dtype`` to ``auto`` (float16 on CUDA, float32 elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from engine.errors import ConfigError, ModelNotFoundError
+
+ModelKind = Literal["base", "controlnet", "lora"]
+Family = Literal["sd15", "sdxl"]
+ControlNetKind = Literal["pose", "canny", "depth"]
+DTypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+TINY_BASE_DIR = "sd-tiny"
+TINY_CONTROLNET_DIR = "controlnet-tiny"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One loadable model. ``source`` is a `Path` for local models and a `str` hub id otherwise.
+
+    Keeping the two as different types (rather than guessing from the string) avoids mistaking
+    a relative path like ``org/name`` for a hub id or the reverse.
+    """
+
+    key: str
+    kind: ModelKind
+    family: Family
+    source: Path | str
+    dtype: DTypeName = "auto"
+    controlnet_kind: ControlNetKind | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice(self.key, "kind", self.kind, ModelKind)
+        _check_choice(self.key, "family", self.family, Family)
+        _check_choice(self.key, "dtype", self.dtype, DTypeName)
+        if self.kind == "controlnet":
+            _check_choice(self.key, "controlnet_kind", self.controlnet_kind, ControlNetKind)
+        elif self.controlnet_kind is not None:
+            raise ConfigError(f"model {self.key!r}: controlnet_kind is only for controlnets")
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.source, Path)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Whether a model can be loaded without the network, and a human-readable reason."""
+
+    ready: bool
+    detail: str
+
+
+def _check_choice(key: str, name: str, value: object, allowed: Any) -> None:
+    if value not in get_args(allowed):
+        raise ConfigError(
+            f"model {key!r}: {name} must be one of {get_args(allowed)}, got {value!r}"
+        )
+
+
+def _tiny_profile(models_dir: Path) -> list[ModelSpec]:
+    return [
+        ModelSpec("tiny", "base", "sd15", models_dir / TINY_BASE_DIR, dtype="float32"),
+        ModelSpec(
+            "tiny-pose",
+            "controlnet",
+            "sd15",
+            models_dir / TINY_CONTROLNET_DIR,
+            dtype="float32",
+            controlnet_kind="pose",
+        ),
+    ]
+
+
+# profile name -> (builder of its models, default base key)
+_PROFILES: dict[str, tuple[Callable[[Path], list[ModelSpec]], str]] = {
+    "tiny": (_tiny_profile, "tiny"),
+}
+
+
+def _spec_from_config(entry: Any, models_dir: Path) -> ModelSpec:
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise ConfigError(f"each model needs a string 'key', got {entry!r}")
+    key = entry["key"]
+    allowed = {"key", "kind", "family", "path", "hub_id", "dtype", "controlnet_kind"}
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ConfigError(f"model {key!r}: unknown fields {sorted(unknown)}")
+    if ("path" in entry) == ("hub_id" in entry):
+        raise ConfigError(f"model {key!r}: give exactly one of 'path' or 'hub_id'")
+    source: Path | str = (
+        models_dir / Path(entry["path"]).expanduser() if "path" in entry else entry["hub_id"]
+    )
+    return ModelSpec(
+        key=key,
+        kind=entry.get("kind"),
+        family=entry.get("family", "sd15"),
+        source=source,
+        dtype=entry.get("dtype", "auto"),
+        controlnet_kind=entry.get("controlnet_kind"),
+    )
+
+
+def _read_config(config_file: Path, models_dir: Path) -> tuple[list[ModelSpec], str | None]:
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read model config {config_file}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("models", []), list):
+        raise ConfigError(f"{config_file}: expected an object with a 'models' list")
+    unknown = set(data) - {"models", "default_base"}
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown top-level fields {sorted(unknown)}")
+    models = [_spec_from_config(entry, models_dir) for entry in data.get("models", [])]
+    return models, data.get("default_base")
+
+
+def hf_hub_cache_dir() -> Path:
+    """The Hugging Face hub cache folder, resolved like huggingface_hub does (env vars first)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    hf_home = os.environ.get("HF_HOME") or Path(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
+    return Path(hf_home).expanduser() / "hub"
+
+
+# The file whose presence says a model folder is complete enough to try loading.
+_MARKER_FILE: dict[str, str] = {
+    "base": "model_index.json",
+    "controlnet": "config.json",
+    "lora": "pytorch_lora_weights.safetensors",
+}
+
+
+def _local_status(model: ModelSpec) -> ModelStatus:
+    path = Path(model.source)
+    marker = _MARKER_FILE[model.kind]
+    if model.kind == "lora" and path.is_file():
+        return ModelStatus(True, f"local file {path}")
+    if not path.is_dir():
+        return ModelStatus(False, f"missing: {path} does not exist")
+    if not (path / marker).is_file():
+        return ModelStatus(False, f"incomplete: {path} has no {marker}")
+    return ModelStatus(True, f"local {path}")
+
+
+def _hub_status(model: ModelSpec, cache_dir: Path) -> ModelStatus:
+    """Ready if some cached snapshot has the marker file (weights are not verified)."""
+    snapshots = cache_dir / ("models--" + str(model.source).replace("/", "--")) / "snapshots"
+    marker = _MARKER_FILE[model.kind]
+    if snapshots.is_dir():
+        for snapshot in sorted(snapshots.iterdir()):
+            if (snapshot / marker).is_file():
+                return ModelStatus(True, f"hub {model.source} cached in {snapshot}")
+    return ModelStatus(False, f"hub {model.source} not in the local cache {cache_dir}")
+
+
+class ModelRegistry:
+    """The models one engine process may load, by key."""
+
+    def __init__(self, models: Iterable[ModelSpec], *, default_base: str, origin: str) -> None:
+        self._models = {model.key: model for model in models}
+        self.origin = origin
+        base = self._models.get(default_base)
+        if base is None or base.kind != "base":
+            raise ConfigError(f"default base {default_base!r} is not a registered base model")
+        self.default_base = default_base
+
+    @classmethod
+    def for_profile(
+        cls, profile: str, *, models_dir: Path, config_file: Path | None = None
+    ) -> ModelRegistry:
+        """Registry for a named profile, with models from ``config_file`` added or overriding."""
+        if profile not in _PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}; known: {sorted(_PROFILES)}")
+        build, default_base = _PROFILES[profile]
+        models_dir = Path(models_dir).expanduser()
+        models = {model.key: model for model in build(models_dir)}
+        if config_file is not None:
+            extra, config_default = _read_config(Path(config_file), models_dir)
+            models.update({model.key: model for model in extra})
+            default_base = config_default or default_base
+        return cls(
+            models.values(),
+            default_base=default_base,
+            origin=f"profile {profile!r}, models dir {models_dir}",
+        )
+
+    def get(self, key: str) -> ModelSpec:
+        try:
+            return self._models[key]
+        except KeyError:
+            raise ModelNotFoundError(
+                f"model {key!r} is not registered ({self.origin}); known: {sorted(self._models)}"
+            ) from None
+
+    def keys(self) -> list[str]:
+        return sorted(self._models)
+
+    def status(self) -> dict[str, ModelStatus]:
+        """Readiness of every model, from the filesystem only (nothing is loaded)."""
+        cache_dir = hf_hub_cache_dir()
+        return {
+            key: _local_status(model) if model.is_local else _hub_status(model, cache_dir)
+            for key, model in sorted(self._models.items())
+        }
