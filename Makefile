@@ -2,6 +2,7 @@
 #   make run    the workstation on embedded defaults (SQLite, filesystem broker, local files, tiny model)
 #   make test   the whole suite (ruff, pytest unit + integration + browser, Vitest)
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
@@ -19,11 +20,14 @@ help:
 # --- Python ------------------------------------------------------------------------------------
 # torch is installed first and pinned through constraints.txt for everything after it, so no
 # package can swap the CPU build for a multi-GB CUDA one (see pyproject.toml).
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# Drop pip's notes about index folders this machine does not have; keep real errors.
+PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check "$$(grep -m1 '^torch==' constraints.txt)"
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PIP) --upgrade pip $(PIP_QUIET)
+	$(PIP) "$$(grep -m1 '^torch==' constraints.txt)" $(PIP_QUIET)
+	$(PIP) -c constraints.txt -e '.[dev]' $(PIP_QUIET)
 	touch $@
 
 venv: $(BIN)/.installed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from workstation.queues import ALL_QUEUES, RENDER_QUEUE, TASK_ROUTES
 
@@ -36,5 +37,24 @@ app.conf.update(
     enable_utc=True,
 )
 app.autodiscover_tasks()
+
+
+
+@worker_ready.connect
+def load_models_before_first_job(sender=None, **kwargs) -> None:
+    """Pay the model import and load once at start-up, not inside the first user's job."""
+    from django.conf import settings
+
+    if not settings.ENGINE_WARM_ON_START:
+        return
+    from rendering.engine_host import get_engine
+
+    try:
+        get_engine().pipeline()
+    except Exception:  # a broken model must not stop the worker; jobs report it
+        import logging
+
+        logging.getLogger(__name__).exception("engine warm-up failed")
+
 
 __all__ = ["app", "ALL_QUEUES"]

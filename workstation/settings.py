@@ -217,6 +217,8 @@ ENGINE_MODELS_DIR = Path(env.str("ENGINE_MODELS_DIR", default=str(VAR_DIR / "mod
 ENGINE_CONFIG_FILE = env.str("ENGINE_CONFIG_FILE", default="") or None
 ENGINE_DEVICE = env.str("ENGINE_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
 ENGINE_DTYPE = env.str("ENGINE_DTYPE", default="") or None  # float32 | float16 | bfloat16
+# Workers load the default model when they start, so the first job does not pay for it.
+ENGINE_WARM_ON_START = env.bool("ENGINE_WARM_ON_START", default=True)
 
 # --- API -------------------------------------------------------------------------------------
 
