@@ -66,7 +66,7 @@ run: system-deps venv frontend models demo
 
 # --- Tests ---------------------------------------------------------------------------------------
 # Tests keep their data under var/test; the tiny model is shared with `make run` (var/models).
-TEST_ENV := VAR_DIR=$(CURDIR)/var/test ENGINE_MODELS_DIR=$(CURDIR)/var/models
+TEST_ENV := VAR_DIR=$(CURDIR)/var/test ENGINE_MODELS_DIR=$(CURDIR)/var/models ENGINE_TORCH_THREADS=1
 
 # Debian packages: a CJK font for the visible "AI生成" label on every output, and chromium for
 # the browser tests (a test tool's own browser download is not used).

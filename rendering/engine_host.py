@@ -27,4 +27,8 @@ def get_registry():
 def get_engine():
     from engine.runtime import Engine
 
+    if settings.ENGINE_TORCH_THREADS:
+        import torch
+
+        torch.set_num_threads(settings.ENGINE_TORCH_THREADS)
     return Engine(get_registry(), device=settings.ENGINE_DEVICE, dtype=settings.ENGINE_DTYPE)

@@ -100,9 +100,13 @@ class HealthView(APIView):
         ready = all(state.ready for state in components.values())
         if not ready:
             logger.warning("health: %s", {n: s.detail for n, s in components.items() if not s.ready})
+        from avatars.safety import describe as describe_safety
+
         return Response(
             {
                 "status": "ok" if ready else "unavailable",
+                # Not a readiness gate, but never silent: say plainly what is not screened.
+                "notices": {"content_safety": describe_safety()},
                 "components": {
                     name: {"ready": state.ready, "detail": state.detail}
                     for name, state in components.items()

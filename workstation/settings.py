@@ -166,8 +166,8 @@ if STORAGE_BACKEND == "s3":
 elif STORAGE_BACKEND == "filesystem":
     _default_storage = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(MEDIA_ROOT), "file_permissions_mode": 0o600,
-                    "directory_permissions_mode": 0o700},
+        # No fixed location: the storage follows MEDIA_ROOT (tests point it at a temp dir).
+        "OPTIONS": {"file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
     }
 else:  # pragma: no cover - configuration error surfaced at start-up
     raise environ.ImproperlyConfigured(
@@ -217,8 +217,62 @@ ENGINE_MODELS_DIR = Path(env.str("ENGINE_MODELS_DIR", default=str(VAR_DIR / "mod
 ENGINE_CONFIG_FILE = env.str("ENGINE_CONFIG_FILE", default="") or None
 ENGINE_DEVICE = env.str("ENGINE_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
 ENGINE_DTYPE = env.str("ENGINE_DTYPE", default="") or None  # float32 | float16 | bfloat16
+# Torch CPU threads per process (0 = torch's default). Outputs are byte-identical only for the
+# same thread count; tests use 1 so parallel processes do not oversubscribe the cores.
+ENGINE_TORCH_THREADS = env.int("ENGINE_TORCH_THREADS", default=0)
 # Workers load the default model when they start, so the first job does not pay for it.
 ENGINE_WARM_ON_START = env.bool("ENGINE_WARM_ON_START", default=True)
+
+# --- Personal data: encryption, intake, retention -----------------------------------------------
+
+def _embedded_master_keys(path: Path) -> str:
+    """Like the embedded SECRET_KEY: a local-only fallback, refused by `check --deploy`."""
+    if not path.exists():
+        import base64
+        import os
+
+        path.write_text("local:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# `id:base64key[,older_id:base64key...]`: the first wraps new data keys; older ones still
+# unwrap until `manage.py rotate_master_key` has re-wrapped everything.
+DATA_MASTER_KEYS = env.str("DATA_MASTER_KEYS", default="")
+DATA_MASTER_KEYS_FROM_ENVIRONMENT = bool(DATA_MASTER_KEYS)
+if not DATA_MASTER_KEYS:
+    DATA_MASTER_KEYS = _embedded_master_keys(VAR_DIR / "embedded-master-keys")
+
+AVATAR_MIN_PHOTOS = env.int("AVATAR_MIN_PHOTOS", default=20)
+AVATAR_MAX_PHOTOS = env.int("AVATAR_MAX_PHOTOS", default=40)
+AVATAR_KEEP_PHOTOS = env.int("AVATAR_KEEP_PHOTOS", default=15)
+AVATAR_MIN_USABLE_PHOTOS = env.int("AVATAR_MIN_USABLE_PHOTOS", default=10)
+AVATAR_PHOTO_MAX_BYTES = env.int("AVATAR_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
+AVATAR_MIN_FACE_PX = env.int("AVATAR_MIN_FACE_PX", default=128)
+AVATAR_MAX_IN_FLIGHT = env.int("AVATAR_MAX_IN_FLIGHT", default=2)
+AVATAR_RETENTION_DAYS = env.int("AVATAR_RETENTION_DAYS", default=30)
+AVATAR_DELETION_NOTICE_DAYS = env.int("AVATAR_DELETION_NOTICE_DAYS", default=3)
+PHOTO_HARD_LIMIT_HOURS = env.int("PHOTO_HARD_LIMIT_HOURS", default=24)
+AVATAR_TRAINING_LEASE_S = env.int("AVATAR_TRAINING_LEASE_S", default=120)
+AVATAR_TRAINING_MAX_ATTEMPTS = env.int("AVATAR_TRAINING_MAX_ATTEMPTS", default=3)
+_tiny = ENGINE_PROFILE == "tiny"
+AVATAR_TRAINING_STEPS = env.int("AVATAR_TRAINING_STEPS", default=20 if _tiny else 400)
+AVATAR_TRAINING_RESOLUTION = env.int("AVATAR_TRAINING_RESOLUTION", default=64 if _tiny else 512)
+AVATAR_TRAINING_RANK = env.int("AVATAR_TRAINING_RANK", default=4)
+AVATAR_TRAINING_TIME_BUDGET_S = env.float("AVATAR_TRAINING_TIME_BUDGET_S", default=900.0)
+# Content safety on uploads and outputs: "none", or "diffusers:<path or hub id>" for the
+# diffusers StableDiffusionSafetyChecker. "none" is reported by health and the admin.
+CONTENT_SAFETY_CHECKER = env.str("CONTENT_SAFETY_CHECKER", default="none")
+# Uploads: 40 photos of up to 10 MB each stream to temporary files, not memory.
+DATA_UPLOAD_MAX_NUMBER_FILES = AVATAR_MAX_PHOTOS + 2
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+CELERY_BEAT_SCHEDULE = {
+    "retention-sweep": {
+        "task": "avatars.tasks.maintenance_retention_sweep",
+        "schedule": env.int("RETENTION_SWEEP_INTERVAL_S", default=15 * 60),
+    },
+}
 
 # --- API -------------------------------------------------------------------------------------
 
@@ -258,6 +312,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/(v1|studio)",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RenderJobStatusEnum": "rendering.models.JobStatus",
+        "AvatarStatusEnum": "avatars.models.AvatarStatus",
+    },
     # Swagger UI assets ship with the package: the docs page works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -16,6 +16,7 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("workstation.accounts.urls")),
     path("", include("rendering.urls")),
+    path("", include("avatars.urls")),
 ]
 
 urlpatterns = [

@@ -23,10 +23,17 @@ logger = logging.getLogger(__name__)
 
 
 class InvalidInput(exceptions.ValidationError):
-    """A validation error raised by a service, naming the offending fields."""
+    """A validation error raised by a service, naming the offending fields.
 
-    def __init__(self, fields: dict[str, list[str]] | str):
+    `details` optionally carries machine-readable items (e.g. one per rejected photo with a
+    stable `code`), returned as `error.details`.
+    """
+
+    def __init__(self, fields: dict[str, list[str]] | str, *, message: str | None = None,
+                 details: list[dict[str, Any]] | None = None):
         super().__init__(fields)
+        self.message = message
+        self.details = details
 
 
 class ConflictError(exceptions.APIException):
@@ -77,6 +84,7 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 def error_body(
     *, status_code: int, message: str, code: str | None = None,
     fields: dict[str, list[str]] | None = None, request: HttpRequest | None = None,
+    details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     error: dict[str, Any] = {
         "status": status_code,
@@ -85,6 +93,8 @@ def error_body(
     }
     if fields:
         error["fields"] = fields
+    if details:
+        error["details"] = details
     request_id = getattr(request, "request_id", None)
     if request_id:
         error["request_id"] = request_id
@@ -123,7 +133,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             message = " ".join(fields["non_field_errors"])
             fields = None
         else:
-            message = "The request has invalid fields."
+            message = getattr(exc, "message", None) or "The request has invalid fields."
     elif isinstance(exc, exceptions.ParseError):
         message = f"Malformed request body: {exc.detail}"
     else:
@@ -135,7 +145,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = _CODES.get(response.status_code) or getattr(exc, "default_code", None)
     response.data = error_body(
         status_code=response.status_code, message=message, code=code, fields=fields,
-        request=request,
+        request=request, details=getattr(exc, "details", None),
     )
     return response
 

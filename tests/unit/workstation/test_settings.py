@@ -28,6 +28,8 @@ PRODUCTION_ENV = {
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
     "SECURE_HSTS_PRELOAD": "true",
     "USE_X_FORWARDED_PROTO": "true",
+    "DATA_MASTER_KEYS": "prod1:" + "A" * 43,
+    "CONTENT_SAFETY_CHECKER": "diffusers:/srv/models/safety-checker",
 }
 
 
@@ -45,11 +47,20 @@ def test_production_configuration_passes_check_deploy(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_check_deploy_fails_without_secret_key_in_environment(tmp_path):
-    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "SECRET_KEY"}
+@pytest.mark.parametrize("missing, check_id", [
+    ("SECRET_KEY", "workstation.E001"), ("DATA_MASTER_KEYS", "avatars.E001"),
+])
+def test_check_deploy_fails_without_secrets_in_environment(tmp_path, missing, check_id):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     result = _run(["manage.py", "check", "--deploy"], env, tmp_path)
     assert result.returncode != 0
-    assert "workstation.E001" in result.stdout + result.stderr
+    assert check_id in result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_content_safety_is_not_configured(tmp_path):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "CONTENT_SAFETY_CHECKER"}
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    assert result.returncode != 0 and "avatars.W001" in result.stdout + result.stderr
 
 
 def test_production_settings_resolve_to_real_services(tmp_path):

@@ -1,0 +1,281 @@
+"""Consumer API for consent, avatars, export and erasure; operator API for test avatars."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from workstation.api.authentication import ConsumerPrincipal
+from workstation.api.permissions import IsOperator
+from workstation.api.scoping import ConsumerScopedMixin
+
+from . import consent as agreement
+from . import services
+from .audit import actor_of, audit
+from .models import Avatar, ConsentRecord
+from .selectors import avatar_queue_estimate
+
+
+class IsApiClient(BasePermission):
+    message = "This endpoint needs an API client key."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, ConsumerPrincipal)
+
+
+# --- Consent -------------------------------------------------------------------------------------
+
+class ConsentCurrentView(APIView):
+    permission_classes = [IsApiClient]
+
+    @extend_schema(summary="The current consent agreement (show it verbatim)",
+                   responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        document = agreement.agreement_document()
+        return Response({**document, "hash": agreement.agreement_hash(document),
+                         "text": agreement.agreement_text(document)})
+
+
+class ConsentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ConsentRecord
+        fields = ["id", "agreement_version", "agreement_hash", "items", "age_confirmation",
+                  "created_at", "withdrawn_at"]
+        read_only_fields = fields
+
+
+class ConsentCreateSerializer(serializers.Serializer):
+    agreement_hash = serializers.CharField(max_length=64)
+    items = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=False)
+    age_confirmation = serializers.CharField(max_length=32)
+
+
+class ConsentListCreateView(ConsumerScopedMixin, generics.ListAPIView):
+    serializer_class = ConsentSerializer
+
+    def scoped_queryset(self):
+        return ConsentRecord.objects.all()
+
+    @extend_schema(summary="Record the end user's consent", request=ConsentCreateSerializer,
+                   responses={201: ConsentSerializer})
+    def post(self, request):
+        data = ConsentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        record = services.consent_give(principal=request.user, **data.validated_data)
+        return Response(ConsentSerializer(record).data, status=status.HTTP_201_CREATED)
+
+
+class ConsentWithdrawView(ConsumerScopedMixin, generics.GenericAPIView):
+    serializer_class = ConsentSerializer
+    def scoped_queryset(self):
+        return ConsentRecord.objects.all()
+
+    @extend_schema(summary="Withdraw consent; avatars made under it are erased", request=None)
+    def post(self, request, pk):
+        record = self.get_object()
+        erased = services.consent_withdraw(principal=request.user, consent=record)
+        record.refresh_from_db()
+        return Response({**ConsentSerializer(record).data, "avatars_erased": erased})
+
+
+# --- Avatars -------------------------------------------------------------------------------------
+
+class AvatarSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    queue = serializers.SerializerMethodField()
+    failure = serializers.SerializerMethodField()
+    scheduled_deletion_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Avatar
+        fields = ["id", "name", "status", "progress", "queue", "failure", "photo_count",
+                  "created_at", "finished_at", "last_used_at", "scheduled_deletion_at",
+                  "deletion_notice_at"]
+        read_only_fields = fields
+
+    def get_progress(self, avatar) -> dict:
+        return {"step": avatar.progress_step, "total": avatar.progress_total}
+
+    def get_queue(self, avatar) -> dict | None:
+        estimate = avatar_queue_estimate(avatar=avatar)
+        if estimate is None:
+            return None
+        return {"position": estimate.position, "eta_seconds": estimate.eta_seconds}
+
+    def get_failure(self, avatar) -> dict | None:
+        if not avatar.failure_code:
+            return None
+        return {"code": avatar.failure_code, "reason": avatar.failure_reason}
+
+    def get_scheduled_deletion_at(self, avatar) -> datetime | None:
+        if avatar.is_test_avatar:
+            return None
+        return avatar.last_used_at + timedelta(days=settings.AVATAR_RETENTION_DAYS)
+
+
+class AvatarCreateSerializer(serializers.Serializer):
+    consent = serializers.UUIDField()
+    front_photo = serializers.FileField()
+    photos = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    name = serializers.CharField(max_length=80, required=False, allow_blank=True)
+
+
+def _accepted(avatar: Avatar, screened, request) -> Response:
+    body = AvatarSerializer(avatar, context={"request": request}).data
+    body["dropped_photos"] = [issue.as_detail() for issue in screened.dropped]
+    return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _photo_files(request) -> list:
+    return request.FILES.getlist("photos")
+
+
+class AvatarListCreateView(ConsumerScopedMixin, generics.ListAPIView):
+    serializer_class = AvatarSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def scoped_queryset(self):
+        return Avatar.objects.filter(is_test_avatar=False)
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        audit(actor=actor_of(request.user), action="avatars_listed", object_type="avatar",
+              purpose="end user's own request", end_user=request.user.existing_end_user())
+        return response
+
+    @extend_schema(summary="Upload photos and start making an avatar",
+                   request={"multipart/form-data": AvatarCreateSerializer},
+                   responses={202: AvatarSerializer})
+    def post(self, request):
+        data = AvatarCreateSerializer(data={
+            "consent": request.data.get("consent"), "front_photo": request.FILES.get("front_photo"),
+            "photos": _photo_files(request), "name": request.data.get("name", ""),
+        })
+        data.is_valid(raise_exception=True)
+        avatar, screened = services.avatar_create(
+            principal=request.user, consent_id=data.validated_data["consent"],
+            front=data.validated_data["front_photo"], photos=data.validated_data["photos"],
+            name=data.validated_data.get("name", ""),
+        )
+        return _accepted(avatar, screened, request)
+
+
+class AvatarDetailView(ConsumerScopedMixin, generics.RetrieveDestroyAPIView):
+    serializer_class = AvatarSerializer
+
+    def scoped_queryset(self):
+        return Avatar.objects.filter(is_test_avatar=False)
+
+    def retrieve(self, request, *args, **kwargs):
+        response = super().retrieve(request, *args, **kwargs)
+        audit(actor=actor_of(request.user), action="avatar_read", object_type="avatar",
+              object_id=kwargs["pk"], purpose="end user's own request",
+              end_user=request.user.existing_end_user())
+        return response
+
+    def perform_destroy(self, instance):
+        services.avatar_erase(avatar=instance, actor=actor_of(self.request.user),
+                              purpose="end user's deletion request")
+
+
+# --- Export and erasure ------------------------------------------------------------------------------
+
+class ExportView(APIView):
+    permission_classes = ConsumerScopedMixin.permission_classes
+
+    @extend_schema(summary="Everything held about this end user, as a zip",
+                   responses={(200, "application/zip"): bytes})
+    def get(self, request):
+        payload = services.end_user_export(principal=request.user)
+        response = HttpResponse(payload, content_type="application/zip")
+        response["Content-Disposition"] = 'attachment; filename="export.zip"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ErasureReceiptSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    end_user_digest = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    consents = serializers.ListField(child=serializers.DictField())
+    erased_at = serializers.DateTimeField()
+
+
+class EraseView(APIView):
+    permission_classes = ConsumerScopedMixin.permission_classes
+
+    @extend_schema(summary="Erase everything held about this end user", request=None,
+                   responses={200: ErasureReceiptSerializer})
+    def post(self, request):
+        receipt = services.end_user_erase(principal=request.user)
+        return Response(ErasureReceiptSerializer(receipt).data)
+
+
+# --- Operators: the test-avatar panel ---------------------------------------------------------------
+
+class TestAvatarSerializer(AvatarSerializer):
+    class Meta(AvatarSerializer.Meta):
+        fields = AvatarSerializer.Meta.fields + ["panel_gender", "panel_age_band",
+                                                 "rights_declaration", "is_test_avatar"]
+        read_only_fields = fields
+
+
+class TestAvatarCreateSerializer(serializers.Serializer):
+    front_photo = serializers.FileField()
+    photos = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    name = serializers.CharField(max_length=80)
+    gender = serializers.ChoiceField(choices=["female", "male", "nonbinary", "unspecified"])
+    age_band = serializers.ChoiceField(choices=["18-29", "30-44", "45-59", "60+"])
+    rights_declaration = serializers.CharField(max_length=2000)
+
+
+class TestAvatarListCreateView(generics.ListAPIView):
+    """The panel is shared by all operators (and read by designers' previews)."""
+
+    permission_classes = [IsOperator]
+    serializer_class = TestAvatarSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        return Avatar.objects.filter(is_test_avatar=True)
+
+    @extend_schema(summary="Add a test avatar to the panel",
+                   request={"multipart/form-data": TestAvatarCreateSerializer},
+                   responses={202: TestAvatarSerializer})
+    def post(self, request):
+        data = TestAvatarCreateSerializer(data={
+            **{k: request.data.get(k) for k in ("name", "gender", "age_band",
+                                                "rights_declaration")},
+            "front_photo": request.FILES.get("front_photo"), "photos": _photo_files(request),
+        })
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        avatar, screened = services.test_avatar_create(
+            user=request.user, front=values["front_photo"], photos=values["photos"],
+            name=values["name"], gender=values["gender"], age_band=values["age_band"],
+            rights_declaration=values["rights_declaration"],
+        )
+        body = TestAvatarSerializer(avatar).data
+        body["dropped_photos"] = [issue.as_detail() for issue in screened.dropped]
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class TestAvatarDetailView(generics.RetrieveDestroyAPIView):
+    permission_classes = [IsOperator]
+    serializer_class = TestAvatarSerializer
+
+    def get_queryset(self):
+        return Avatar.objects.filter(is_test_avatar=True)
+
+    def perform_destroy(self, instance):
+        services.avatar_erase(avatar=instance, actor=actor_of(self.request.user),
+                              purpose="test avatar removed from the panel")

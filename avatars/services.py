@@ -1,0 +1,471 @@
+"""Writes for consent, avatars, training, retention, export and erasure."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import time
+import uuid
+import zipfile
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image
+
+from workstation.accounts.models import EndUser, User
+from workstation.api.authentication import ConsumerPrincipal
+from workstation.api.errors import ConflictError, InvalidInput
+
+from . import consent as agreement
+from . import crypto
+from .audit import actor_of, audit
+from .intake import ScreenedPhotos, screen_photos
+from .models import (
+    IN_FLIGHT,
+    Avatar,
+    AvatarPhoto,
+    AvatarStatus,
+    ConsentRecord,
+    ErasureReceipt,
+)
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_MIN_INTERVAL_S = 1.0
+
+
+# --- Consent -------------------------------------------------------------------------------------
+
+def consent_give(*, principal: ConsumerPrincipal, agreement_hash: str, items: list[str],
+                 age_confirmation: str) -> ConsentRecord:
+    document = agreement.agreement_document()
+    if agreement_hash != agreement.agreement_hash(document):
+        raise InvalidInput({"agreement_hash": [
+            "This is not the current agreement; fetch /api/v1/consent/current and show it again."
+        ]})
+    required = {item["key"] for item in document["items"]}
+    missing = required - set(items)
+    if missing:
+        raise InvalidInput({"items": [
+            f"Every item must be accepted separately; missing: {', '.join(sorted(missing))}."
+        ]})
+    if age_confirmation not in agreement.AGE_CHOICES:
+        raise InvalidInput({"age_confirmation": [
+            f"Must be one of: {', '.join(agreement.AGE_CHOICES)}."
+        ]})
+    record = ConsentRecord.objects.create(
+        end_user=principal.end_user, agreement_version=document["version"],
+        agreement_hash=agreement_hash, text_shown=agreement.agreement_text(document),
+        items=sorted(required), age_confirmation=age_confirmation,
+    )
+    audit(actor=actor_of(principal), action="consent_given", object_type="consent",
+          object_id=record.id, purpose="consent ledger", end_user=principal.end_user)
+    return record
+
+
+@transaction.atomic
+def consent_withdraw(*, principal: ConsumerPrincipal, consent: ConsentRecord) -> int:
+    """Withdrawal ends the purpose: the avatars made under this consent are erased."""
+    consent = ConsentRecord.objects.select_for_update().get(pk=consent.pk)
+    if consent.withdrawn_at is None:
+        consent.withdrawn_at = timezone.now()
+        consent.save(update_fields=["withdrawn_at"])
+    erased = 0
+    for avatar in list(consent.avatars.all()):
+        avatar_erase(avatar=avatar, actor=actor_of(principal), purpose="consent withdrawn")
+        erased += 1
+    audit(actor=actor_of(principal), action="consent_withdrawn", object_type="consent",
+          object_id=consent.id, purpose="consent ledger", end_user=consent.end_user)
+    return erased
+
+
+# --- Intake ----------------------------------------------------------------------------------------
+
+def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
+    """Encrypts the crops and the reference embedding under a new data key; sends training."""
+    from .tasks import train_avatar
+
+    owner = str(avatar.id)
+    data_key = crypto.new_data_key()
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            avatar.wrapped_data_key = crypto.wrap_data_key(data_key, owner_id=owner)
+            avatar.reference_embedding = crypto.encrypt_blob(
+                screened.reference_embedding.astype(np.float32).tobytes(),
+                data_key=data_key, owner_id=owner, purpose="reference_embedding",
+            )
+            avatar.photo_count = len(screened.crops)
+            avatar.save()
+            for index, crop in enumerate(screened.crops):
+                buffer = io.BytesIO()
+                crop.save(buffer, format="PNG")  # pixels only: no EXIF, GPS or text chunks
+                sealed = crypto.encrypt_blob(buffer.getvalue(), data_key=data_key,
+                                             owner_id=owner, purpose=f"photo:{index}")
+                name = default_storage.save(f"avatars/{owner}/photos/{index}.bin",
+                                            ContentFile(sealed))
+                stored.append(name)
+                AvatarPhoto.objects.create(avatar=avatar, index=index, storage_name=name)
+            train_avatar.delay_on_commit(owner)
+    except Exception:
+        for name in stored:
+            default_storage.delete(name)
+        raise
+
+
+def _check_quota(end_user: EndUser) -> None:
+    in_flight = Avatar.objects.filter(end_user=end_user, status__in=IN_FLIGHT).count()
+    if in_flight >= settings.AVATAR_MAX_IN_FLIGHT:
+        raise ConflictError(
+            f"You already have {in_flight} avatars being made; wait for one to finish "
+            f"(limit {settings.AVATAR_MAX_IN_FLIGHT})."
+        )
+
+
+def avatar_create(*, principal: ConsumerPrincipal, consent_id: uuid.UUID | str, front,
+                  photos: list, name: str = "") -> tuple[Avatar, ScreenedPhotos]:
+    """Checks consent, quota and every photo; stores only what training needs."""
+    end_user = principal.end_user
+    consent = ConsentRecord.objects.owned_by(principal).filter(pk=consent_id).first()
+    if consent is None or not consent.is_active:
+        raise InvalidInput({"consent": ["No active consent with this id for this end user."]})
+    if consent.agreement_hash != agreement.agreement_hash():
+        raise InvalidInput({"consent": ["The agreement has changed; ask for consent again."]})
+    _check_quota(end_user)
+    screened = screen_photos(front=front, photos=photos)
+    avatar = Avatar(end_user=end_user, consent=consent, name=name[:80])
+    _store_photos_and_enqueue(avatar, screened)
+    audit(actor=actor_of(principal), action="photos_uploaded", object_type="avatar",
+          object_id=avatar.id, purpose="train the end user's avatar", end_user=end_user)
+    logger.info("avatar %s queued with %d photos", avatar.id, avatar.photo_count)
+    return avatar, screened
+
+
+def test_avatar_create(*, user: User, front, photos: list, name: str, gender: str,
+                       age_band: str, rights_declaration: str) -> tuple[Avatar, ScreenedPhotos]:
+    """An operator adds a test avatar to the designers' preview panel (same pipeline)."""
+    if not rights_declaration.strip():
+        raise InvalidInput({"rights_declaration": [
+            "Declare that you hold the rights to these photos and the person's consent."
+        ]})
+    screened = screen_photos(front=front, photos=photos)
+    avatar = Avatar(is_test_avatar=True, created_by=user, name=name[:80],
+                    panel_gender=gender, panel_age_band=age_band,
+                    rights_declaration=rights_declaration)
+    _store_photos_and_enqueue(avatar, screened)
+    audit(actor=actor_of(user), action="photos_uploaded", object_type="test_avatar",
+          object_id=avatar.id, purpose="test avatar panel")
+    return avatar, screened
+
+
+# --- Training (worker) -----------------------------------------------------------------------------
+
+def _claim_for_training(avatar_id: str) -> Avatar | None:
+    now = timezone.now()
+    with transaction.atomic():
+        avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
+        if avatar is None or avatar.status in (AvatarStatus.READY, AvatarStatus.FAILED):
+            return None  # erased meanwhile, or already done: a redelivery is harmless
+        if avatar.status != AvatarStatus.QUEUED and avatar.lease_expires_at and \
+                avatar.lease_expires_at > now:
+            return None  # another worker holds a live lease
+        if avatar.attempts >= settings.AVATAR_TRAINING_MAX_ATTEMPTS:
+            _finish_failed(avatar, code="too_many_attempts",
+                           reason="Training was interrupted too many times. You were not charged.")
+            return None
+        avatar.status = AvatarStatus.PREPARING
+        avatar.attempts += 1
+        avatar.started_at = now
+        avatar.lease_expires_at = now + timedelta(seconds=settings.AVATAR_TRAINING_LEASE_S)
+        avatar.save(update_fields=["status", "attempts", "started_at", "lease_expires_at"])
+    return avatar
+
+
+def _decrypt_photos(avatar: Avatar, data_key: bytes) -> list[Image.Image]:
+    images = []
+    for photo in avatar.photos.order_by("index"):
+        with default_storage.open(photo.storage_name, "rb") as handle:
+            plain = crypto.decrypt_blob(handle.read(), data_key=data_key,
+                                        owner_id=str(avatar.id), purpose=f"photo:{photo.index}")
+        images.append(Image.open(io.BytesIO(plain)).convert("RGB"))
+    return images
+
+
+def avatar_photos_delete(*, avatar: Avatar) -> int:
+    """Deletes photo objects from storage, then their rows. Returns how many."""
+    photos = list(avatar.photos.all())
+    for photo in photos:
+        default_storage.delete(photo.storage_name)
+    AvatarPhoto.objects.filter(pk__in=[p.pk for p in photos]).delete()
+    return len(photos)
+
+
+def _finish_failed(avatar: Avatar, *, code: str, reason: str) -> None:
+    avatar_photos_delete(avatar=avatar)
+    Avatar.objects.filter(pk=avatar.pk).update(
+        status=AvatarStatus.FAILED, failure_code=code, failure_reason=reason,
+        finished_at=timezone.now(), lease_expires_at=None,
+    )
+    logger.info("avatar %s failed: %s", avatar.pk, code)
+
+
+def avatar_train_execute(*, avatar_id: str) -> None:
+    """Prepares the stored crops and trains the LoRA. Redelivery-safe and crash-safe."""
+    from engine.errors import EngineError
+    from engine.training import TrainingCanceled, TrainingConfig, lora_to_bytes, train_avatar_lora
+    from rendering.engine_host import get_engine, get_registry
+
+    avatar = _claim_for_training(avatar_id)
+    if avatar is None:
+        return
+    owner = str(avatar.id)
+    try:
+        data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
+        photos = _decrypt_photos(avatar, data_key)
+    except (crypto.DecryptionError, OSError) as exc:
+        logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
+        _finish_failed(avatar, code="photos_unavailable",
+                       reason="Your photos could not be read. You were not charged.")
+        return
+    if not photos:
+        _finish_failed(avatar, code="photos_expired",
+                       reason="Your photos were deleted before training could start.")
+        return
+
+    last = {"write": 0.0}
+
+    def on_progress(step: int, total: int, loss: float) -> None:
+        now = time.monotonic()
+        if step < total and now - last["write"] < PROGRESS_MIN_INTERVAL_S:
+            return
+        last["write"] = now
+        Avatar.objects.filter(pk=owner).update(
+            progress_step=step, progress_total=total,
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.AVATAR_TRAINING_LEASE_S),
+        )
+
+    def erased() -> bool:
+        return not Avatar.objects.filter(pk=owner).exists()
+
+    started = time.monotonic()
+    try:
+        config = TrainingConfig(
+            rank=settings.AVATAR_TRAINING_RANK, steps=settings.AVATAR_TRAINING_STEPS,
+            resolution=settings.AVATAR_TRAINING_RESOLUTION, seed=avatar.attempts,
+            time_budget_s=settings.AVATAR_TRAINING_TIME_BUDGET_S,
+        )
+        Avatar.objects.filter(pk=owner).update(status=AvatarStatus.TRAINING,
+                                               progress_total=config.steps, progress_step=0)
+        registry = get_registry()
+        trained = train_avatar_lora(
+            pipeline=get_engine().pipeline(), photos=photos, config=config,
+            on_progress=on_progress, should_cancel=erased, base_model=registry.default_base,
+        )
+    except TrainingCanceled:
+        logger.info("avatar %s erased during training; result discarded", owner)
+        return
+    except EngineError as exc:
+        _finish_failed(avatar, code="training_error",
+                       reason=f"Training failed: {exc}. You were not charged.")
+        return
+    except Exception:
+        logger.exception("avatar %s: training crashed", owner)
+        _finish_failed(avatar, code="internal_error",
+                       reason="Training failed because of an internal error. You were not charged.")
+        return
+    finally:
+        del photos
+
+    sealed = crypto.encrypt_blob(lora_to_bytes(trained), data_key=data_key, owner_id=owner,
+                                 purpose="lora")
+    with transaction.atomic():
+        locked = Avatar.objects.select_for_update().filter(pk=owner).first()
+        if locked is None:
+            return  # erased while we trained: keep nothing
+        name = default_storage.save(f"avatars/{owner}/lora.bin", ContentFile(sealed))
+        avatar_photos_delete(avatar=locked)  # photos go the moment the avatar exists
+        metadata = {k: v for k, v in trained.metadata.items()
+                    if isinstance(v, (str, int, float, bool))}
+        metadata["wall_seconds"] = round(time.monotonic() - started, 2)
+        Avatar.objects.filter(pk=owner).update(
+            status=AvatarStatus.READY, lora_object=name, training_metadata=metadata,
+            progress_step=config.steps, finished_at=timezone.now(), lease_expires_at=None,
+            last_used_at=timezone.now(),
+        )
+    audit(actor=f"system:training:{owner}", action="avatar_trained", object_type="avatar",
+          object_id=owner, purpose="train the end user's avatar", end_user=avatar.end_user)
+    logger.info("avatar %s ready in %.1fs", owner, time.monotonic() - started)
+
+
+def avatar_reference_embedding(*, avatar: Avatar) -> np.ndarray:
+    data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
+    plain = crypto.decrypt_blob(bytes(avatar.reference_embedding), data_key=data_key,
+                                owner_id=str(avatar.id), purpose="reference_embedding")
+    return np.frombuffer(plain, dtype=np.float32)
+
+
+def avatar_lora_bytes(*, avatar: Avatar) -> bytes:
+    data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
+    with default_storage.open(avatar.lora_object, "rb") as handle:
+        return crypto.decrypt_blob(handle.read(), data_key=data_key, owner_id=str(avatar.id),
+                                   purpose="lora")
+
+
+# --- Erasure, retention, export --------------------------------------------------------------------
+
+def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
+    """Deletes photos and the LoRA from storage, destroys the data key, deletes the row."""
+    photos = avatar_photos_delete(avatar=avatar)
+    if avatar.lora_object:
+        default_storage.delete(avatar.lora_object)
+    end_user = avatar.end_user
+    avatar_id = str(avatar.pk)
+    Avatar.objects.filter(pk=avatar.pk).update(wrapped_data_key=None, reference_embedding=None)
+    Avatar.objects.filter(pk=avatar.pk).delete()
+    audit(actor=actor, action="avatar_erased", object_type="avatar", object_id=avatar_id,
+          purpose=purpose, end_user=end_user)
+    return {"avatars": 1, "photos": photos}
+
+
+def _end_user_digest(end_user: EndUser) -> str:
+    message = f"{end_user.client_id}:{end_user.external_ref}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _generated_outputs(end_user: EndUser):
+    from rendering.models import RenderOutput
+
+    return RenderOutput.objects.filter(job__end_user=end_user).select_related("job")
+
+
+@transaction.atomic
+def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
+    """Removes everything held about this end user; keeps only a minimal receipt."""
+    from rendering.models import RenderJob
+
+    end_user = principal.existing_end_user()
+    counts = {"avatars": 0, "photos": 0, "generated_images": 0, "render_jobs": 0, "consents": 0}
+    consents: list[dict] = []
+    if end_user is not None:
+        end_user = EndUser.objects.select_for_update().get(pk=end_user.pk)
+        for avatar in Avatar.objects.filter(end_user=end_user):
+            erased = avatar_erase(avatar=avatar, actor=actor_of(principal), purpose="erasure request")
+            counts["avatars"] += erased["avatars"]
+            counts["photos"] += erased["photos"]
+        for output in _generated_outputs(end_user):
+            default_storage.delete(output.storage_name)
+            counts["generated_images"] += 1
+        # Job rows carry the specs (queue payloads of record); they go too.
+        _, deleted = RenderJob.objects.filter(end_user=end_user).delete()
+        counts["render_jobs"] = deleted.get("rendering.RenderJob", 0)
+        now = timezone.now()
+        for record in ConsentRecord.objects.filter(end_user=end_user).order_by("created_at"):
+            consents.append({
+                "version": record.agreement_version, "hash": record.agreement_hash,
+                "given_at": record.created_at.isoformat(),
+                "withdrawn_at": (record.withdrawn_at or now).isoformat(),
+            })
+        counts["consents"] = len(consents)
+        digest = _end_user_digest(end_user)
+        ConsentRecord.objects.filter(end_user=end_user).delete()
+        end_user.delete()  # cascades; audit rows keep no link (SET_NULL)
+    else:
+        digest = _end_user_digest(EndUser(client=principal.client,
+                                          external_ref=principal.end_user_ref or ""))
+    receipt = ErasureReceipt.objects.create(client=principal.client, end_user_digest=digest,
+                                            counts=counts, consents=consents)
+    audit(actor=actor_of(principal), action="end_user_erased", object_type="erasure_receipt",
+          object_id=receipt.id, purpose="erasure request")
+    return receipt
+
+
+def end_user_export(*, principal: ConsumerPrincipal) -> bytes:
+    """A zip of everything held about this end user: metadata, consents, generated images."""
+    end_user = principal.existing_end_user()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        manifest: dict = {"end_user": principal.end_user_ref, "exported_at":
+                          timezone.now().isoformat(), "avatars": [], "consents": [],
+                          "generated_images": []}
+        if end_user is not None:
+            for avatar in Avatar.objects.filter(end_user=end_user):
+                manifest["avatars"].append({
+                    "id": str(avatar.id), "name": avatar.name, "status": avatar.status,
+                    "created_at": avatar.created_at.isoformat(),
+                    "last_used_at": avatar.last_used_at.isoformat(),
+                    "photos_held": avatar.photos.count(),
+                    "training": avatar.training_metadata,
+                    "holds_face_embedding": bool(avatar.reference_embedding),
+                })
+            for record in ConsentRecord.objects.filter(end_user=end_user):
+                manifest["consents"].append({
+                    "id": str(record.id), "version": record.agreement_version,
+                    "hash": record.agreement_hash, "text_shown": record.text_shown,
+                    "items": record.items, "age_confirmation": record.age_confirmation,
+                    "given_at": record.created_at.isoformat(),
+                    "withdrawn_at": record.withdrawn_at.isoformat() if record.withdrawn_at else None,
+                })
+            for output in _generated_outputs(end_user):
+                path = f"images/{output.job_id}/{output.index}.png"
+                with default_storage.open(output.storage_name, "rb") as handle:
+                    archive.writestr(path, handle.read())
+                manifest["generated_images"].append({"path": path, "job": str(output.job_id),
+                                                     "created_at": output.created_at.isoformat()})
+        archive.writestr("export.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    audit(actor=actor_of(principal), action="export", object_type="end_user",
+          purpose="access request", end_user=end_user)
+    return buffer.getvalue()
+
+
+def retention_sweep(*, now=None) -> dict[str, int]:
+    """Deletes expired avatars and over-age photos; records deletion notices."""
+    now = now or timezone.now()
+    retention = timedelta(days=settings.AVATAR_RETENTION_DAYS)
+    notice_at = retention - timedelta(days=settings.AVATAR_DELETION_NOTICE_DAYS)
+    counts = {"avatars_deleted": 0, "notices": 0, "photos_deleted": 0}
+
+    for avatar in Avatar.objects.filter(is_test_avatar=False, last_used_at__lt=now - retention):
+        avatar_erase(avatar=avatar, actor="system:retention", purpose="retention period ended")
+        counts["avatars_deleted"] += 1
+    counts["notices"] = Avatar.objects.filter(
+        is_test_avatar=False, last_used_at__lt=now - notice_at, deletion_notice_at__isnull=True,
+    ).update(deletion_notice_at=now)
+
+    hard_limit = now - timedelta(hours=settings.PHOTO_HARD_LIMIT_HOURS)
+    stale = Avatar.objects.filter(photos__created_at__lt=hard_limit).distinct()
+    for avatar in stale:
+        with transaction.atomic():
+            locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
+            if locked is None:
+                continue
+            counts["photos_deleted"] += avatar_photos_delete(avatar=locked)
+            if locked.is_in_flight:
+                _finish_failed(locked, code="photos_expired", reason=(
+                    "Training did not finish within the photo retention limit; your photos "
+                    "were deleted. You were not charged."))
+    if any(counts.values()):
+        logger.info("retention sweep: %s", counts)
+    return counts
+
+
+def master_keys_rotate() -> int:
+    """Re-wraps every data key with the current master key. Returns how many changed."""
+    current = crypto.master_keys().current_id
+    changed = 0
+    for avatar in Avatar.objects.exclude(wrapped_data_key=None).iterator():
+        wrapped = bytes(avatar.wrapped_data_key)
+        if crypto.wrapped_key_id(wrapped) == current:
+            continue
+        data_key = crypto.unwrap_data_key(wrapped, owner_id=str(avatar.id))
+        Avatar.objects.filter(pk=avatar.pk).update(
+            wrapped_data_key=crypto.wrap_data_key(data_key, owner_id=str(avatar.id)))
+        changed += 1
+    return changed

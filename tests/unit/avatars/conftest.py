@@ -1,0 +1,49 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ... import photos as P
+
+
+@pytest.fixture(autouse=True)
+def small_intake(settings):
+    """Three photos are enough in unit tests (each face check costs ~0.3 s on 2 cores)."""
+    settings.AVATAR_MIN_PHOTOS = 3
+    settings.AVATAR_MIN_USABLE_PHOTOS = 3
+
+
+@pytest.fixture
+def consumer(api, consumer_key):
+    """`consumer(end_user, key=None)` -> an APIClient acting for that end user."""
+    from rest_framework.test import APIClient
+
+    default_key = consumer_key("partner-a")
+
+    def make(end_user: str, key: str | None = None) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key or default_key}",
+                           HTTP_X_END_USER=end_user)
+        return client
+
+    return make
+
+
+def give_consent(client) -> str:
+    current = client.get("/api/v1/consent/current").json()
+    response = client.post("/api/v1/consents", {
+        "agreement_hash": current["hash"], "items": [i["key"] for i in current["items"]],
+        "age_confirmation": "adult",
+    }, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def upload(client, consent_id: str, photos: list[bytes], front: bytes | None = None,
+           names: list[str] | None = None):
+    files = [SimpleUploadedFile(name, data, content_type="application/octet-stream")
+             for name, data in zip(names or [f"p{i}.jpg" for i in range(len(photos))], photos,
+                                   strict=True)]
+    return client.post("/api/v1/avatars", {
+        "consent": consent_id, "name": "Me",
+        "front_photo": SimpleUploadedFile("front.jpg", front or P.front_photo()),
+        "photos": files,
+    }, format="multipart")
