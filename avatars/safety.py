@@ -42,15 +42,13 @@ class DiffusersSafetyChecker:
         import numpy as np
         import torch
 
-        inputs = self._processor(images=images, return_tensors="pt")
-        arrays = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255 for im in images]) \
-            if len({im.size for im in images}) == 1 else None
+        inputs = self._processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        # The checker also blanks flagged images; we only want its verdicts, so it gets
+        # placeholders instead of our pixels.
+        placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)
         with torch.no_grad():
-            _, flags = self._model(
-                clip_input=inputs.pixel_values,
-                images=arrays if arrays is not None else np.zeros((len(images), 8, 8, 3)),
-            )
-        return [SafetyVerdict(bool(flag), "flagged by safety checker" if flag else "")
+            _, flags = self._model(clip_input=inputs.pixel_values, images=placeholders)
+        return [SafetyVerdict(bool(flag), "flagged by the safety checker" if flag else "")
                 for flag in flags]
 
 
