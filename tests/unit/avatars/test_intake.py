@@ -160,3 +160,31 @@ def test_photos_uploaded_is_audited_without_data(consumer):
     event = AuditEvent.objects.get(action="photos_uploaded")
     assert event.object_id == body["id"] and event.actor.startswith("client:")
     assert event.end_user.external_ref == "alice"
+
+
+@pytest.mark.parametrize("body", [
+    {},
+    {"consent": "not-a-uuid"},
+    {"photos": "just a string"},
+    {"front_photo": "not a file", "photos": ["x"]},
+], ids=["empty", "bad-consent", "photos-not-files", "front-not-file"])
+def test_malformed_upload_requests_are_400_never_500(consumer, body):
+    client = consumer("alice")
+    consent_id = give_consent(client)
+    response = client.post("/api/v1/avatars", {"consent": consent_id, **body}, format="multipart")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"]
+
+
+def test_random_bytes_are_rejected_per_photo_and_empty_files_by_field(consumer):
+    import os
+
+    client = consumer("alice")
+    response = upload(client, give_consent(client), P.same_person_photos(2) + [os.urandom(5000)])
+    assert response.status_code == 400
+    codes = {d["field"]: d["code"] for d in response.json()["error"]["details"]}
+    assert codes == {"photos.2": "not_an_image"}
+
+    empty = upload(client, give_consent(client), P.same_person_photos(2) + [b""])
+    assert empty.status_code == 400
+    assert any(f.startswith("photos") for f in empty.json()["error"]["fields"])
