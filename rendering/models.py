@@ -85,6 +85,7 @@ class RenderOutput(models.Model):
     height = models.PositiveIntegerField()
     seed = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
+    likeness = models.FloatField(null=True, blank=True)  # similarity to the avatar owner's face
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -15,7 +16,9 @@ from django.utils import timezone
 from workstation.accounts.models import User
 from workstation.api.errors import InvalidInput
 
+from .assets import resolve_asset_refs
 from .models import JobKind, JobStatus, RenderJob, RenderOutput
+from .signals import render_job_finished
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +38,26 @@ def validate_render_spec(spec: dict) -> dict:
     return spec
 
 
-def test_render_create(*, user: User, spec: dict) -> RenderJob:
-    """An operator's smoke test of the whole path: API -> queue -> worker -> storage."""
+def render_job_create(*, kind: str, spec: dict, created_by: User | None = None,
+                      end_user=None) -> RenderJob:
+    """Creates a queued job and sends its message once the caller's transaction commits.
+
+    `spec` is an engine spec whose images may be {"asset": sha256} references.
+    """
     from .tasks import run_render_job
 
-    validate_render_spec(spec)
     with transaction.atomic():
-        job = RenderJob.objects.create(kind=JobKind.TEST_RENDER, created_by=user, spec=spec)
+        job = RenderJob.objects.create(kind=kind, created_by=created_by, end_user=end_user,
+                                       spec=spec)
         run_render_job.delay_on_commit(str(job.id))
     logger.info("render job %s created (kind=%s)", job.id, job.kind)
     return job
+
+
+def test_render_create(*, user: User, spec: dict) -> RenderJob:
+    """An operator's smoke test of the whole path: API -> queue -> worker -> storage."""
+    validate_render_spec(spec)
+    return render_job_create(kind=JobKind.TEST_RENDER, spec=spec, created_by=user)
 
 
 def _claim(job_id: uuid.UUID | str) -> RenderJob | None:
@@ -83,6 +96,32 @@ def _fail(job: RenderJob, *, code: str, message: str) -> None:
         status=JobStatus.FAILED, error_code=code, error_message=message,
         finished_at=timezone.now(),
     )
+    job.refresh_from_db()
+    render_job_finished.send(sender=RenderJob, job=job)
+
+
+def _render_options(job: RenderJob, spec) -> dict:
+    """Avatars come decrypted from our storage; their owner's face embedding ranks outputs.
+
+    Every output except an operator's test render (a diagnostic, never published) carries the
+    AIGC labels: visible text, XMP metadata and an invisible watermark with the job id.
+    """
+    from engine.runtime import LabelOptions
+
+    from .avatar_source import load_avatar_lora
+
+    options: dict = {"avatar_source": load_avatar_lora}
+    if spec.avatar is not None:
+        from avatars.models import Avatar
+        from avatars.services import avatar_reference_embedding
+
+        avatar = Avatar.objects.filter(pk=spec.avatar.id).first()
+        if avatar is not None and avatar.reference_embedding:
+            options["reference_embedding"] = avatar_reference_embedding(avatar=avatar)
+    if job.kind != JobKind.TEST_RENDER:
+        options["label"] = LabelOptions(job_id=str(job.id), producer=settings.LABEL_PRODUCER,
+                                        text=settings.LABEL_TEXT, format="PNG")
+    return options
 
 
 def render_job_execute(*, job_id: uuid.UUID | str) -> None:
@@ -97,8 +136,9 @@ def render_job_execute(*, job_id: uuid.UUID | str) -> None:
         return
     started = time.monotonic()
     try:
-        spec = RenderSpec.from_dict(job.spec)
-        images = get_engine().render(spec, on_progress=_progress_writer(job))
+        spec = RenderSpec.from_dict(resolve_asset_refs(job.spec))
+        images = get_engine().render(spec, on_progress=_progress_writer(job),
+                                     **_render_options(job, spec))
     except SpecError as exc:
         _fail(job, code="invalid_spec", message=f"{exc.field}: {exc.message}")
         return
@@ -121,7 +161,7 @@ def render_job_execute(*, job_id: uuid.UUID | str) -> None:
                 stored.append(name)
                 RenderOutput.objects.create(
                     job=job, index=index, storage_name=name, width=image.width,
-                    height=image.height, seed=image.seed,
+                    height=image.height, seed=image.seed, likeness=image.likeness,
                     sha256=hashlib.sha256(image.png_bytes).hexdigest(),
                 )
             RenderJob.objects.filter(pk=job.pk).update(
@@ -137,3 +177,5 @@ def render_job_execute(*, job_id: uuid.UUID | str) -> None:
         return
     logger.info("render job %s succeeded in %.2fs (%d images)", job.id,
                 time.monotonic() - started, len(images))
+    job.refresh_from_db()
+    render_job_finished.send(sender=RenderJob, job=job)

@@ -220,6 +220,13 @@ ENGINE_DTYPE = env.str("ENGINE_DTYPE", default="") or None  # float32 | float16 
 # Torch CPU threads per process (0 = torch's default). Outputs are byte-identical only for the
 # same thread count; tests use 1 so parallel processes do not oversubscribe the cores.
 ENGINE_TORCH_THREADS = env.int("ENGINE_TORCH_THREADS", default=0)
+# Bumped when a change to the engine changes pixels: preview cells are cached per version.
+ENGINE_VERSION = env.str("ENGINE_VERSION", default=f"{ENGINE_PROFILE}-1")
+# Output labels (GB 45438-2025, EU AI Act Art. 50).
+LABEL_TEXT = env.str("LABEL_TEXT", default="AI生成")
+LABEL_PRODUCER = env.str("LABEL_PRODUCER", default="Portrait Template Workstation")
+# Templates: the shorter side of a template's size when it gives an aspect ratio.
+TEMPLATE_BASE_SIZE = env.int("TEMPLATE_BASE_SIZE", default=64 if ENGINE_PROFILE == "tiny" else 512)
 # Workers load the default model when they start, so the first job does not pay for it.
 ENGINE_WARM_ON_START = env.bool("ENGINE_WARM_ON_START", default=True)
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from templates_studio.urls import catalog_urlpatterns, studio_urlpatterns
 from workstation.health import HealthView
 from workstation.spa import studio_app
 
@@ -17,10 +18,12 @@ api_v1 = [
     path("", include("workstation.accounts.urls")),
     path("", include("rendering.urls")),
     path("", include("avatars.urls")),
+    path("", include(catalog_urlpatterns)),
 ]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    path("api/studio/", include(studio_urlpatterns)),
     path("admin/", admin.site.urls),
     path("studio/", studio_app, name="studio"),
     re_path(r"^studio/(?P<path>.*)$", studio_app),

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TemplatesStudioConfig(AppConfig):
+    name = "templates_studio"
+    verbose_name = "Templates studio"

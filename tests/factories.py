@@ -1,0 +1,53 @@
+"""Test objects made through the real code paths (engine, crypto, storage), built once.
+
+Training a test avatar takes seconds, so the LoRA and reference embedding are trained once
+per session with the real engine; each test then stores them for its own avatar row with a
+fresh data key, as the training service does.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from . import photos as P
+
+
+@lru_cache(maxsize=1)
+def _trained_once() -> tuple[bytes, bytes]:
+    from django.conf import settings
+
+    from engine import faces
+    from engine.training import TrainingConfig, lora_to_bytes, train_avatar_lora
+    from rendering.engine_host import get_engine
+
+    prepared = faces.prepare_training_photos(P.front_photo(), P.same_person_photos(3))
+    trained = train_avatar_lora(
+        pipeline=get_engine().pipeline(), photos=[p.image for p in prepared.accepted],
+        config=TrainingConfig(rank=4, steps=settings.AVATAR_TRAINING_STEPS,
+                              resolution=settings.AVATAR_TRAINING_RESOLUTION),
+    )
+    return lora_to_bytes(trained), prepared.reference_embedding.astype("float32").tobytes()
+
+
+def ready_test_avatar(*, name: str = "Panel", gender: str = "female", age_band: str = "30-44"):
+    from avatars import crypto
+    from avatars.models import Avatar, AvatarStatus
+
+    lora, embedding = _trained_once()
+    avatar = Avatar(is_test_avatar=True, name=name, panel_gender=gender,
+                    panel_age_band=age_band, rights_declaration="test fixture",
+                    status=AvatarStatus.READY, finished_at=timezone.now())
+    owner = str(avatar.id)
+    key = crypto.new_data_key()
+    avatar.wrapped_data_key = crypto.wrap_data_key(key, owner_id=owner)
+    avatar.reference_embedding = crypto.encrypt_blob(embedding, data_key=key, owner_id=owner,
+                                                     purpose="reference_embedding")
+    avatar.lora_object = default_storage.save(
+        f"avatars/{owner}/lora.bin",
+        ContentFile(crypto.encrypt_blob(lora, data_key=key, owner_id=owner, purpose="lora")))
+    avatar.save()
+    return avatar
