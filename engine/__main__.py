@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine build-tiny DIR`` and ``python -m engine render ...``.
+"""Command line: ``python -m engine build-tiny DIR``, ``build-random``, ``render``, ``bench``.
 
 torch and diffusers are imported only once a subcommand needs them, so ``--help`` and invalid
 input fail fast.
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import EngineError
-from engine.registry import ModelRegistry
-from engine.spec import RenderSpec
+from engine.registry import RANDOM_PROFILES, ModelRegistry
+from engine.spec import SAMPLERS, RenderSpec
 
 
 def _build_tiny(args: argparse.Namespace) -> int:
@@ -22,6 +22,58 @@ def _build_tiny(args: argparse.Namespace) -> int:
     directory = build_tiny(args.directory, seed=args.seed)
     print((directory / "profile.json").read_text(encoding="utf-8"), end="")
     print(f"built tiny models (seed {args.seed}) in {directory}")
+    return 0
+
+
+def _build_random(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from engine.random_models import save_random
+
+    started = time.perf_counter()
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    target = save_random(args.profile, args.directory, seed=args.seed, dtype=dtype[args.dtype])
+    print(f"built {args.profile} (seed {args.seed}, {args.dtype}) in {target} "
+          f"in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from engine.bench import format_table, run_bench, write_report
+
+    report = run_bench(
+        args.profile,
+        batch_sizes=args.batch_sizes,
+        steps=args.steps,
+        size=args.size,
+        guidance=args.guidance,
+        sampler=args.sampler,
+        device=args.device,
+        dtype=args.dtype,
+        models_dir=args.models_dir,
+        compile_unet=args.compile,
+        channels_last=not args.no_channels_last,
+        train_steps=args.train_steps,
+        repeats=args.repeats,
+        threads=args.threads,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_table(report))
+    if args.json:
+        write_report(report, args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -34,7 +86,7 @@ def _output_paths(out: Path, count: int) -> list[Path]:
 
 def _render(args: argparse.Namespace) -> int:
     fields = ("prompt", "negative_prompt", "base_model", "seed", "steps", "guidance")
-    fields += ("width", "height", "num_images")
+    fields += ("width", "height", "num_images", "sampler")
     spec = RenderSpec.from_dict(
         {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     )
@@ -60,6 +112,35 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(handler=_build_tiny)
 
+    random = commands.add_parser(
+        "build-random",
+        help="build a full-size architecture with random weights and save it (save_pretrained)",
+    )
+    random.add_argument("--profile", choices=sorted(RANDOM_PROFILES), required=True)
+    random.add_argument("directory", type=Path)
+    random.add_argument("--seed", type=int, default=0)
+    random.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    random.set_defaults(handler=_build_random)
+
+    bench = commands.add_parser("bench", help="benchmark a profile; prints a table, writes JSON")
+    bench.add_argument("--profile", choices=["tiny", *sorted(RANDOM_PROFILES)], default="tiny")
+    bench.add_argument("--json", type=Path, help="write the full report here")
+    bench.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 2, 4])
+    bench.add_argument("--steps", type=int, default=4)
+    bench.add_argument("--size", type=int, help="image side in px (default: the model's own)")
+    bench.add_argument("--guidance", type=float, default=5.0)
+    bench.add_argument("--sampler", choices=SAMPLERS)
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--dtype", help="default: bfloat16 on CUDA, float32 elsewhere")
+    bench.add_argument("--models-dir", type=Path, help="where build-random saved the profile")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
+    bench.add_argument("--no-channels-last", action="store_true")
+    bench.add_argument("--train-steps", type=int, help="avatar training steps (default 10; 1 "
+                       "for full-size models on CPU)")
+    bench.add_argument("--repeats", type=int, default=1, help="timed runs per measurement")
+    bench.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for tiny)")
+    bench.set_defaults(handler=_bench)
+
     render = commands.add_parser("render", help="render a text-to-image spec to PNG files")
     render.add_argument("--models-dir", type=Path, required=True)
     render.add_argument("--profile", default="tiny")
@@ -73,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--width", type=int)
     render.add_argument("--height", type=int)
     render.add_argument("--num-images", type=int)
+    render.add_argument("--sampler", choices=SAMPLERS)
     render.add_argument("--device", default="auto")
     render.add_argument("--dtype", help="override the model dtype (float32, float16, bfloat16)")
     render.add_argument("--out", type=Path, required=True)

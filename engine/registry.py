@@ -7,9 +7,12 @@ A *profile* is a named starting set of models:
 
 - ``tiny``: the random-weight test models written by ``python -m engine build-tiny DIR``
   (base ``tiny`` -> ``DIR/sd-tiny``, ControlNet ``tiny-pose`` -> ``DIR/controlnet-tiny``).
+- ``sd15-random`` / ``sdxl-random``: the full-size SD1.5 / SDXL architectures with random
+  weights (configs in ``engine/configs/``), written by
+  ``python -m engine build-random --profile sd15-random DIR`` (base key = profile name ->
+  ``DIR/sd15-random``). No ControlNet; add one with a config file.
 
-More profiles (e.g. full-size random ``sd15-random`` / ``sdxl-random``) are added by
-registering a builder in `_PROFILES`.
+More profiles are added by registering a builder in `_PROFILES`.
 
 An optional JSON config file adds models or overrides profile entries by key::
 
@@ -106,9 +109,32 @@ def _tiny_profile(models_dir: Path) -> list[ModelSpec]:
     ]
 
 
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+RANDOM_PROFILES: dict[str, Family] = {"sd15-random": "sd15", "sdxl-random": "sdxl"}
+
+
+def random_profile_config(profile: str) -> dict[str, Any]:
+    """The architecture config of a random-weight profile (``engine/configs/<profile>.json``)."""
+    if profile not in RANDOM_PROFILES:
+        raise ConfigError(f"{profile!r} is not a random-weight profile; known: {sorted(RANDOM_PROFILES)}")
+    path = CONFIGS_DIR / f"{profile}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read profile config {path}: {exc}") from exc
+
+
+def _random_profile(profile: str) -> Callable[[Path], list[ModelSpec]]:
+    def build(models_dir: Path) -> list[ModelSpec]:
+        return [ModelSpec(profile, "base", RANDOM_PROFILES[profile], models_dir / profile)]
+
+    return build
+
+
 # profile name -> (builder of its models, default base key)
 _PROFILES: dict[str, tuple[Callable[[Path], list[ModelSpec]], str]] = {
     "tiny": (_tiny_profile, "tiny"),
+    **{name: (_random_profile(name), name) for name in RANDOM_PROFILES},
 }
 
 
@@ -232,6 +258,10 @@ class ModelRegistry:
 
     def keys(self) -> list[str]:
         return sorted(self._models)
+
+    def models(self, kind: ModelKind | None = None) -> list[ModelSpec]:
+        """Registered models sorted by key, optionally only those of one ``kind``."""
+        return [m for _, m in sorted(self._models.items()) if kind is None or m.kind == kind]
 
     def status(self) -> dict[str, ModelStatus]:
         """Readiness of every model, from the filesystem only (nothing is loaded)."""

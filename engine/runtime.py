@@ -3,6 +3,12 @@
 One `Engine` per worker process: loading a pipeline costs seconds to minutes on real models,
 rendering with a loaded one costs the steps only.
 
+A render: resolve the base model -> pick the mode pipeline (txt2img / img2img / inpaint, with
+or without ControlNets; all share the base modules, see `engine.pipelines`) -> activate the
+avatar and style LoRAs (`engine.loras`) -> denoise the candidates (in chunks of ``max_batch``)
+-> optional face refinement pass -> optional likeness re-ranking (keep the best ``keep``) ->
+PNG bytes, or labelled PNG/JPEG bytes when a `LabelOptions` is given.
+
 Seeds go through CPU generators, so the starting noise never depends on the device. The same
 spec then gives byte-identical PNGs across runs and processes given the same hardware, library
 versions and torch thread count (the thread count changes float summation order; measured on
@@ -11,42 +17,76 @@ CPU: 1 and 2 threads give different bytes).
 
 from __future__ import annotations
 
+import inspect
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import diffusers
+import numpy as np
 import torch
 import transformers
-from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-from PIL import Image
+from diffusers import (
+    ControlNetModel,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
+from PIL import Image, ImageDraw, ImageFilter
 
 from engine.errors import ModelLoadError, RenderCanceled, SpecError
+from engine.likeness import rank_candidates
+from engine.loras import ActiveLora, AvatarLora, AvatarSource, adapter_name, default_lora_manager
+from engine.pipelines import Mode, ModePipelines, make_scheduler
 from engine.registry import ModelRegistry, ModelSpec
-from engine.spec import RenderSpec
+from engine.spec import MAX_AVATAR_WEIGHT, RenderSpec, is_pil_image
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 PipelineLoader = Callable[[ModelSpec], DiffusionPipeline]
+# (image, reference embedding) -> similarity in [0, 1] or None without a face
+LikenessScorer = Callable[[Image.Image, np.ndarray], "float | None"]
+# image -> the largest face box (left, top, right, bottom attributes) or None
+FaceDetector = Callable[[Image.Image], Any]
 
 _PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
     "sd15": StableDiffusionPipeline,
     "sdxl": StableDiffusionXLPipeline,
 }
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Style LoRAs run at this share of their weight during the face pass.
+FACE_PASS_STYLE_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
 class RenderedImage:
-    """One output image; ``seed`` alone reproduces it with ``num_images=1``."""
+    """One output image; ``seed`` alone reproduces it (as candidate 0, ``num_images=1``).
+
+    ``png_bytes`` holds PNG bytes, or JPEG when labels were applied with ``format="JPEG"``
+    (see ``format``). ``likeness`` is the face similarity to the reference embedding (None
+    without one, or when no face was found); ``candidate`` is the index among the candidates.
+    """
 
     png_bytes: bytes
     seed: int
     width: int
     height: int
+    likeness: float | None = None
+    candidate: int = 0
+    format: str = "PNG"
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Apply `engine.labels.apply_labels` to every output (visible, watermark, XMP labels)."""
+
+    job_id: str
+    producer: str
+    text: str | None = None  # None: engine.labels.DEFAULT_TEXT ("AI生成")
+    format: str = "PNG"
 
 
 def disable_progress_bars() -> None:
@@ -85,7 +125,8 @@ def load_pipeline(
     if model.is_local and not Path(model.source).is_dir():
         raise ModelLoadError(
             f"model {model.key!r}: {model.source} does not exist "
-            "(for the tiny profile run `python -m engine build-tiny DIR`)"
+            "(for the tiny profile run `python -m engine build-tiny DIR`; for sd15-random / "
+            "sdxl-random `python -m engine build-random --profile NAME DIR`)"
         )
     pipeline_class = _PIPELINE_CLASSES[model.family]
     try:
@@ -131,46 +172,263 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _step_callback(
-    on_progress: ProgressCallback | None, should_cancel: CancelCheck | None
-) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
-    """Adapt our callbacks to diffusers' ``callback_on_step_end`` (runs after every step).
+def to_rgb(value: Any, field: str) -> Image.Image:
+    """A spec image (bytes decoded safely, or PIL) as an RGB image."""
+    if is_pil_image(value):
+        return value.convert("RGB")
+    from engine.imageio import ImageDecodeError, decode_rgb
 
-    The total comes from the pipeline, not the spec: some schedulers run more timesteps than
-    ``num_inference_steps`` (e.g. Heun), and progress must still reach 100%.
+    try:
+        return decode_rgb(value)
+    except ImageDecodeError as exc:
+        raise SpecError(field, str(exc)) from exc
+
+
+def phase_steps(steps: int, strength: float) -> int:
+    """Denoising steps an img2img/inpaint pass runs (diffusers: ``int(steps * strength)``)."""
+    return min(int(steps * strength), steps)
+
+
+class _Progress:
+    """Reports ``(step, total)`` over several denoising passes (chunks, face pass).
+
+    ``total`` is planned up front from the spec and raised if a pass turns out longer (e.g.
+    Heun runs about two model calls per step); the last report always has ``step == total``.
     """
 
-    def callback(pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        total = pipe.num_timesteps
-        if on_progress is not None:
-            on_progress(step + 1, total)
-        if should_cancel is not None and should_cancel():
-            raise RenderCanceled(f"canceled after step {step + 1} of {total}")
-        return kwargs
+    def __init__(
+        self, on_progress: ProgressCallback | None, should_cancel: CancelCheck | None, total: int
+    ) -> None:
+        self.on_progress = on_progress
+        self.should_cancel = should_cancel
+        self.total = total
+        self.done = 0
+        self.last: tuple[int, int] | None = None
 
-    return callback
+    def _report(self) -> None:
+        self.last = (self.done, self.total)
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+
+    def callback(self, planned: int) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+        """A diffusers ``callback_on_step_end`` for the next pass, planned at ``planned`` steps."""
+        start = self.done
+        grown = False
+
+        def on_step(pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal grown
+            if not grown:
+                self.total += max(0, pipe.num_timesteps - planned)
+                grown = True
+            self.done = start + step + 1
+            self._report()
+            if self.should_cancel is not None and self.should_cancel():
+                raise RenderCanceled(f"canceled after step {self.done} of {self.total}")
+            return kwargs
+
+        return on_step
+
+    def skip(self, steps: int) -> None:
+        """A planned pass did not run (e.g. no face found): drop it from the total."""
+        self.total -= steps
+
+    def finish(self) -> None:
+        """Report completion if the last report was not already ``(total, total)``."""
+        self.done = self.total
+        if self.last != (self.total, self.total):
+            self._report()
+
+
+def _call(pipe: DiffusionPipeline, **kwargs: Any) -> list[Image.Image]:
+    """Call ``pipe`` with the arguments it accepts (img2img pipelines take no height/width)."""
+    accepted = inspect.signature(pipe.__call__).parameters
+    kwargs = {k: v for k, v in kwargs.items() if v is not None and k in accepted}
+    return pipe(**kwargs, output_type="pil").images
+
+
+@dataclass
+class _ModeInputs:
+    mode: Mode
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+    strength: float | None = None
+    strength_field: str | None = None
+
+
+def _face_crop(image: Image.Image, box: Any, padding: float) -> tuple[int, int, int]:
+    """Square ``(left, top, side)`` around ``box``, ``padding`` x its larger side, in bounds."""
+    side = int(max(box.right - box.left, box.bottom - box.top) * padding)
+    side = max(8, min(side, image.width, image.height))
+    cx, cy = (box.left + box.right) // 2, (box.top + box.bottom) // 2
+    left = min(max(cx - side // 2, 0), image.width - side)
+    top = min(max(cy - side // 2, 0), image.height - side)
+    return left, top, side
+
+
+def _face_mask(box: Any, left: int, top: int, side: int, size: int) -> Image.Image:
+    """Feathered ellipse over the face box (10% larger), in crop coordinates at ``size``."""
+    scale = size / side
+    grow_x = (box.right - box.left) * 0.1
+    grow_y = (box.bottom - box.top) * 0.1
+    ellipse = [
+        (box.left - grow_x - left) * scale,
+        (box.top - grow_y - top) * scale,
+        (box.right + grow_x - left) * scale,
+        (box.bottom + grow_y - top) * scale,
+    ]
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).ellipse(ellipse, fill=255)
+    return mask.filter(ImageFilter.GaussianBlur(max(1.0, size / 32)))
 
 
 class Engine:
-    """Renders specs with the models of one registry, caching loaded pipelines."""
+    """Renders specs with the models of one registry, caching loaded pipelines.
+
+    ``avatar_source`` loads avatar LoRAs by id (see `engine.loras.AvatarSource`);
+    ``max_batch`` caps how many candidates are denoised in one batch (None: all at once);
+    ``face_detector`` / ``likeness_scorer`` default to `engine.faces` (dlib, loaded lazily);
+    ``loader`` replaces ``from_pretrained`` loading (e.g. in-memory random models).
+    """
 
     def __init__(
-        self, registry: ModelRegistry, *, device: str = "auto", dtype: str | None = None
+        self,
+        registry: ModelRegistry,
+        *,
+        device: str = "auto",
+        dtype: str | None = None,
+        avatar_source: AvatarSource | None = None,
+        lora_manager: Any | None = None,
+        max_batch: int | None = None,
+        face_detector: FaceDetector | None = None,
+        likeness_scorer: LikenessScorer | None = None,
+        loader: PipelineLoader | None = None,
     ) -> None:
         """``dtype`` overrides every model's registry dtype (e.g. ``float32`` for CPU tests)."""
         self.registry = registry
         self.device = resolve_device(device)
         self._dtype_override = dtype
-        self.cache = PipelineCache(self._load)
+        self.cache = PipelineCache(loader or self._load)
+        self.avatar_source = avatar_source
+        self.loras = lora_manager or default_lora_manager()
+        self.max_batch = max_batch
+        self._face_detector = face_detector
+        self._likeness_scorer = likeness_scorer
+        self._modes: dict[str, ModePipelines] = {}
+        self._controlnets: dict[str, ControlNetModel] = {}
+        self._lock = threading.Lock()  # one render at a time: pipelines hold per-call state
         disable_progress_bars()
 
+    def _dtype(self, model: ModelSpec) -> torch.dtype:
+        return resolve_dtype(self._dtype_override or model.dtype, self.device)
+
     def _load(self, model: ModelSpec) -> DiffusionPipeline:
-        dtype = resolve_dtype(self._dtype_override or model.dtype, self.device)
-        return load_pipeline(model, device=self.device, dtype=dtype)
+        return load_pipeline(model, device=self.device, dtype=self._dtype(model))
 
     def pipeline(self, key: str | None = None) -> DiffusionPipeline:
         """The loaded pipeline for a base model key (default base if None), loading it once."""
         return self.cache.get(self.registry.get(key or self.registry.default_base))
+
+    def mode_pipelines(self, key: str | None = None) -> ModePipelines:
+        """The per-mode pipelines of a base model, all sharing its loaded modules."""
+        model = self.registry.get(key or self.registry.default_base)
+        base = self.cache.get(model)
+        modes = self._modes.get(model.key)
+        if modes is None or modes.base is not base:
+            modes = self._modes[model.key] = ModePipelines(base, model.family)
+        return modes
+
+    # -- spec pieces -------------------------------------------------------------------------
+
+    def _base_model(self, spec: RenderSpec) -> ModelSpec:
+        model = self.registry.get(spec.base_model or self.registry.default_base)
+        if model.kind != "base":
+            raise SpecError("base_model", f"{model.key!r} is a {model.kind}, not a base model")
+        return model
+
+    def _controlnet(self, index: int, kind: str, key: str | None, base: ModelSpec):
+        field = f"controls.{index}"
+        if key is None:
+            matches = [
+                m.key
+                for m in self.registry.models("controlnet")
+                if m.controlnet_kind == kind and m.family == base.family
+            ]
+            if not matches:
+                raise SpecError(
+                    f"{field}.kind",
+                    f"no ControlNet registered for kind {kind!r} and family {base.family!r}",
+                )
+            key = matches[0]
+        model = self.registry.get(key)
+        if model.kind != "controlnet" or model.family != base.family:
+            raise SpecError(
+                f"{field}.model", f"{key!r} is not a {base.family} ControlNet ({model.kind})"
+            )
+        if key not in self._controlnets:
+            try:
+                controlnet = ControlNetModel.from_pretrained(
+                    str(model.source), local_files_only=model.is_local, torch_dtype=self._dtype(base)
+                )
+            except Exception as exc:
+                raise ModelLoadError(f"cannot load ControlNet {key!r} from {model.source}: {exc}") from exc
+            self._controlnets[key] = controlnet.to(self.device)
+        return key, self._controlnets[key]
+
+    def _avatar(self, spec: RenderSpec, source: AvatarSource | None) -> AvatarLora | None:
+        if spec.avatar is None:
+            return None
+        source = source or self.avatar_source
+        if source is None:
+            raise SpecError("avatar", "this engine has no avatar source to load avatars from")
+        return source(spec.avatar.id)
+
+    def _style_lora(self, index: int, lora: Any) -> tuple[str, Callable[[], Any]]:
+        from engine.loras import read_lora_file
+
+        if lora.key is not None:
+            model = self.registry.get(lora.key)
+            if model.kind != "lora" or not model.is_local:
+                raise SpecError(f"style_loras.{index}.key", f"{lora.key!r} is not a local LoRA")
+            path = Path(model.source)
+        else:
+            path = Path(lora.path).expanduser()
+        if not path.exists():
+            raise SpecError(f"style_loras.{index}", f"LoRA file {path} does not exist")
+        return adapter_name("style", str(path.resolve())), lambda: read_lora_file(path)
+
+    def _adapters(
+        self,
+        spec: RenderSpec,
+        avatar: AvatarLora | None,
+        *,
+        avatar_boost: float = 0.0,
+        style_factor: float = 1.0,
+    ) -> list[ActiveLora]:
+        adapters = []
+        for i, lora in enumerate(spec.style_loras):
+            name, load = self._style_lora(i, lora)
+            adapters.append(ActiveLora(name, lora.weight * style_factor, load))
+        if avatar is not None and spec.avatar is not None:
+            weight = min(spec.avatar.weight + avatar_boost, MAX_AVATAR_WEIGHT)
+            name = adapter_name("avatar", f"{avatar.avatar_id}@{avatar.revision}")
+            adapters.append(ActiveLora(name, weight, lambda: avatar.state_dict, kind="avatar"))
+        return adapters
+
+    def _mode_inputs(self, spec: RenderSpec) -> _ModeInputs:
+        size = (spec.width, spec.height)
+        if spec.reference is not None:
+            ref = spec.reference
+            image = to_rgb(ref.image, "reference.image").resize(size, Image.LANCZOS)
+            mask = None
+            if ref.mask is not None:
+                mask = to_rgb(ref.mask, "reference.mask").convert("L").resize(size, Image.NEAREST)
+            return _ModeInputs(ref.mode, image, mask, ref.strength, "reference.strength")  # type: ignore[arg-type]
+        if spec.lighting is not None:
+            image = to_rgb(spec.lighting.image, "lighting.image").resize(size, Image.LANCZOS)
+            return _ModeInputs("img2img", image, None, spec.lighting.strength, "lighting.strength")
+        return _ModeInputs("txt2img")
+
+    # -- rendering ---------------------------------------------------------------------------
 
     def render(
         self,
@@ -178,32 +436,187 @@ class Engine:
         *,
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
+        reference_embedding: np.ndarray | None = None,
+        label: LabelOptions | None = None,
+        avatar_source: AvatarSource | None = None,
     ) -> list[RenderedImage]:
-        """Render ``spec``; image ``i`` uses seed ``spec.seed + i``.
+        """Render ``spec``'s candidates and return the kept ones (best first when ranked).
 
-        ``on_progress(step, total)`` runs after each denoising step; ``should_cancel()`` is
-        polled before the first step and after every step, raising `RenderCanceled`.
+        ``on_progress(step, total)`` runs after each denoising step (over all passes);
+        ``should_cancel()`` is polled before the first step and after every step, raising
+        `RenderCanceled`. With ``reference_embedding`` (the avatar owner's 128-d face
+        embedding) candidates are scored by likeness and the best ``spec.keep`` returned.
+        ``label`` applies the AIGC labels to every returned image.
         """
-        model = self.registry.get(spec.base_model or self.registry.default_base)
-        if model.kind != "base":
-            raise SpecError("base_model", f"{model.key!r} is a {model.kind}, not a base model")
-        pipeline = self.cache.get(model)
+        model = self._base_model(spec)
+        modes = self.mode_pipelines(model.key)
         if should_cancel is not None and should_cancel():
             raise RenderCanceled("canceled before the first step")
-        seeds = [spec.seed + i for i in range(spec.num_images)]
-        output = pipeline(
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt or None,
-            num_inference_steps=spec.steps,
-            guidance_scale=spec.guidance,
-            width=spec.width,
-            height=spec.height,
-            num_images_per_prompt=spec.num_images,
-            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
-            callback_on_step_end=_step_callback(on_progress, should_cancel),
-            output_type="pil",
-        )
-        return [
-            RenderedImage(encode_png(image), seed, image.width, image.height)
-            for image, seed in zip(output.images, seeds, strict=True)
+        avatar = self._avatar(spec, avatar_source)
+        prompt = spec.resolved_prompt(avatar.trigger if avatar else None)
+        inputs = self._mode_inputs(spec)
+        main_steps = spec.steps
+        if inputs.strength is not None:
+            main_steps = phase_steps(spec.steps, inputs.strength)
+            if main_steps < 1:
+                raise SpecError(inputs.strength_field or "strength", f"too low for {spec.steps} steps")
+        face_steps = 0
+        if spec.face_refine is not None:
+            face_steps = phase_steps(spec.steps, spec.face_refine.strength)
+            if face_steps < 1:
+                raise SpecError("face_refine.strength", f"too low for {spec.steps} steps")
+        controlnets = [
+            self._controlnet(i, control.kind, control.model, model)
+            for i, control in enumerate(spec.controls)
         ]
+        control_images = [
+            to_rgb(control.image, f"controls.{i}.image").resize((spec.width, spec.height))
+            for i, control in enumerate(spec.controls)
+        ]
+        seeds = spec.candidate_seeds
+        chunk = self.max_batch or len(seeds)
+        chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
+        progress = _Progress(
+            on_progress, should_cancel, main_steps * len(chunks) + (face_steps if face_steps else 0)
+        )
+        pipe = modes.get(inputs.mode, controlnets)
+        with self._lock:
+            self.loras.activate(modes.base, self._adapters(spec, avatar))
+            pipe.scheduler = make_scheduler(spec.sampler, modes.default_scheduler)
+            control_kwargs: dict[str, Any] = {}
+            if controls := spec.controls:
+                single = len(controls) == 1
+                control_kwargs = {
+                    "image" if inputs.mode == "txt2img" else "control_image": (
+                        control_images[0] if single else control_images
+                    ),
+                    "controlnet_conditioning_scale": (
+                        float(controls[0].conditioning_scale)
+                        if single
+                        else [float(c.conditioning_scale) for c in controls]
+                    ),
+                    "control_guidance_start": [float(c.start) for c in controls],
+                    "control_guidance_end": [float(c.end) for c in controls],
+                }
+            images: list[Image.Image] = []
+            for chunk_seeds in chunks:
+                call: dict[str, Any] = {
+                    "prompt": prompt,
+                    "negative_prompt": spec.negative_prompt or None,
+                    "num_inference_steps": spec.steps,
+                    "guidance_scale": float(spec.guidance),
+                    "width": spec.width,
+                    "height": spec.height,
+                    "num_images_per_prompt": len(chunk_seeds),
+                    "generator": [torch.Generator("cpu").manual_seed(s) for s in chunk_seeds],
+                    "callback_on_step_end": progress.callback(main_steps),
+                    **control_kwargs,
+                }
+                if inputs.mode != "txt2img":
+                    call.update(
+                        image=inputs.image, mask_image=inputs.mask, strength=float(inputs.strength)
+                    )
+                images += _call(pipe, **call)
+            if spec.face_refine is not None:
+                images = self._refine_faces(spec, modes, avatar, prompt, images, seeds, progress, face_steps)
+        progress.finish()
+        return self._finish(spec, images, seeds, reference_embedding, label)
+
+    def _refine_faces(
+        self,
+        spec: RenderSpec,
+        modes: ModePipelines,
+        avatar: AvatarLora | None,
+        prompt: str,
+        images: list[Image.Image],
+        seeds: Sequence[int],
+        progress: _Progress,
+        face_steps: int,
+    ) -> list[Image.Image]:
+        """Inpaint each output's face crop with the avatar boosted; paste it back feathered."""
+        refine = spec.face_refine
+        assert refine is not None
+        detect = self._face_detector
+        if detect is None:
+            from engine.faces import face_box as detect
+        size = max(64, min(spec.width, spec.height) // 8 * 8)
+        jobs = []
+        for index, image in enumerate(images):
+            box = detect(image)
+            if box is None:
+                continue
+            left, top, side = _face_crop(image, box, refine.padding)
+            crop = image.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+            jobs.append((index, left, top, side, crop, _face_mask(box, left, top, side, size)))
+        if not jobs:
+            progress.skip(face_steps)
+            return images
+        self.loras.activate(
+            modes.base,
+            self._adapters(
+                spec, avatar, avatar_boost=refine.avatar_boost, style_factor=FACE_PASS_STYLE_FACTOR
+            ),
+        )
+        pipe = modes.get("inpaint")
+        pipe.scheduler = make_scheduler(spec.sampler, modes.default_scheduler)
+        redrawn = _call(
+            pipe,
+            prompt=[prompt] * len(jobs),
+            negative_prompt=[spec.negative_prompt] * len(jobs) if spec.negative_prompt else None,
+            image=[job[4] for job in jobs],
+            mask_image=[job[5] for job in jobs],
+            strength=float(refine.strength),
+            num_inference_steps=spec.steps,
+            guidance_scale=float(spec.guidance),
+            width=size,
+            height=size,
+            generator=[torch.Generator("cpu").manual_seed(seeds[job[0]]) for job in jobs],
+            callback_on_step_end=progress.callback(face_steps),
+        )
+        images = list(images)
+        for (index, left, top, side, _crop, mask), face in zip(jobs, redrawn, strict=True):
+            out = images[index].copy()
+            out.paste(
+                face.resize((side, side), Image.LANCZOS), (left, top), mask.resize((side, side))
+            )
+            images[index] = out
+        return images
+
+    def _finish(
+        self,
+        spec: RenderSpec,
+        images: list[Image.Image],
+        seeds: Sequence[int],
+        reference_embedding: np.ndarray | None,
+        label: LabelOptions | None,
+    ) -> list[RenderedImage]:
+        scores: list[float | None] = [None] * len(images)
+        if reference_embedding is not None:
+            score = self._likeness_scorer
+            if score is None:
+                from engine.faces import likeness as score
+            scores = [score(image, reference_embedding) for image in images]
+            order = rank_candidates(scores, spec.num_kept)
+        else:
+            order = list(range(spec.num_kept))
+        results = []
+        for index in order:
+            image = images[index]
+            data, fmt = encode_png(image), "PNG"
+            if label is not None:
+                from engine.labels import DEFAULT_TEXT, apply_labels
+
+                fmt = label.format
+                data = apply_labels(
+                    image,
+                    job_id=label.job_id,
+                    producer=label.producer,
+                    text=label.text or DEFAULT_TEXT,
+                    format=fmt,  # type: ignore[arg-type]
+                )
+            results.append(
+                RenderedImage(
+                    data, seeds[index], image.width, image.height, scores[index], index, fmt
+                )
+            )
+        return results

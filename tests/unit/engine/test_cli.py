@@ -52,3 +52,20 @@ def test_cli_build_tiny(tmp_path: Path, capsys):
     assert main(["build-tiny", str(tmp_path / "m"), "--seed", "3"]) == 0
     assert "built tiny models (seed 3)" in capsys.readouterr().out
     assert (tmp_path / "m" / "sd-tiny" / "model_index.json").is_file()
+
+
+def test_cli_build_random_only_knows_random_profiles(tmp_path: Path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["build-random", "--profile", "tiny", str(tmp_path)])
+    assert "sd15-random" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_render_accepts_a_sampler(tiny_dir: Path, tiny_engine: Engine, tmp_path: Path):
+    out = tmp_path / "x.png"
+    argv = ["render", "--models-dir", str(tiny_dir), "--prompt", "a", "--seed", "2"]
+    assert main([*argv, "--steps", "2", "--sampler", "euler", "--out", str(out)]) == 0
+    [expected] = tiny_engine.render(RenderSpec(prompt="a", seed=2, steps=2, sampler="euler"))
+    assert out.read_bytes() == expected.png_bytes

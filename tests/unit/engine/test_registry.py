@@ -130,3 +130,28 @@ def test_hub_model_ready_only_when_in_local_cache(tmp_path: Path, monkeypatch: p
     (snapshot / "model_index.json").write_text("{}", encoding="utf-8")
     status = registry.status()["hub-base"]
     assert status.ready, status.detail
+
+
+@pytest.mark.parametrize(("profile", "family"), [("sd15-random", "sd15"), ("sdxl-random", "sdxl")])
+def test_random_profiles_resolve(tmp_path: Path, profile: str, family: str):
+    registry = ModelRegistry.for_profile(profile, models_dir=tmp_path)
+    base = registry.get(registry.default_base)
+    assert (base.key, base.kind, base.family, base.source) == (
+        profile,
+        "base",
+        family,
+        tmp_path / profile,
+    )
+    assert not registry.status()[profile].ready
+    assert registry.models("controlnet") == []
+
+
+def test_random_profile_configs_ship_with_the_package():
+    from engine.registry import RANDOM_PROFILES, random_profile_config
+
+    for profile, family in RANDOM_PROFILES.items():
+        config = random_profile_config(profile)
+        assert config["family"] == family
+        assert {"unet", "vae", "text_encoder", "scheduler", "expected_params"} <= set(config)
+    with pytest.raises(ConfigError, match="tiny"):
+        random_profile_config("tiny")

@@ -1,0 +1,551 @@
+"""Keeping avatar LoRAs hot: an LRU of state dicts, one hot-swapped avatar slot per pipeline,
+style LoRAs, and mixed-adapter batches (a different avatar per sample in one batch).
+
+Adapter names
+-------------
+- ``SLOT_ADAPTER`` (``"avatar_slot"``): the one avatar slot of a pipeline (`AvatarSlot`).
+  Avatars are *hot-swapped* into it: the weights are copied into the existing LoRA tensors,
+  so swapping avatars adds no modules, and a compiled UNet is not recompiled by the swap.
+- ``"style-<name>"``: style LoRAs (`AvatarSlot.load_style`), each its own adapter, loaded once.
+- ``"avatar-<id>"`` (`avatar_adapter_name`): avatars loaded side by side for a mixed batch
+  (`loaded_adapters`, `load_adapter` / `unload_adapters`); each needs its own name because a
+  mixed batch uses several at once.
+
+Names may hold letters, digits, ``_`` and ``-`` only (peft turns them into module keys).
+
+Pipeline state
+--------------
+Loading or deleting an adapter does not change which adapters are active or their weights
+(peft would otherwise activate a new adapter in the layers it creates, and silently switch
+the active adapter when one is deleted): every load/unload restores the per-layer state it
+found, and a newly loaded adapter stays inactive until `AvatarSlot.activate`, ``set_adapters``
+or `per_sample_adapters` uses it. `AvatarSlot.deactivate` disables every LoRA layer, so a
+no-avatar render equals the base model exactly.
+
+Pipelines are not thread-safe; hold `AvatarSlot.lock` around ``activate`` + the render when
+threads share a pipeline. `per_sample_adapters` installs hooks on shared modules, so the same
+applies to it.
+
+The slot assumes LoRAs whose scale is ``alpha / rank == 1``, true of every LoRA written by
+`engine.training` (alpha is folded into the weights) and of plain diffusers state dicts; load
+LoRAs with another alpha as styles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+from engine.errors import EngineError, SpecError
+from engine.training import TrainedLora, TrainingConfig, lora_rank
+
+logger = logging.getLogger(__name__)
+
+SLOT_ADAPTER = "avatar_slot"
+STYLE_PREFIX = "style-"
+AVATAR_PREFIX = "avatar-"
+BASE_SAMPLE = "__base__"  # peft's name for "no adapter" in a mixed batch
+DEFAULT_TARGET_MODULES: tuple[str, ...] = TrainingConfig.target_modules
+_LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+StateDict = dict[str, torch.Tensor]
+LoraSource = (
+    TrainedLora | Mapping[str, torch.Tensor] | Callable[[], TrainedLora | Mapping[str, Any]]
+)
+
+
+class AdapterError(EngineError):
+    """An adapter could not be loaded, found or used as asked."""
+
+
+def _check_name(name: str, what: str = "adapter name") -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError(what, f"must be 1-128 letters, digits, '_' or '-', got {name!r}")
+    return name
+
+
+def avatar_adapter_name(avatar_id: str) -> str:
+    """The adapter name of an avatar loaded under its own name (mixed batches)."""
+    return _check_name(f"{AVATAR_PREFIX}{avatar_id}", "avatar_id")
+
+
+def style_adapter_name(style: str) -> str:
+    return _check_name(f"{STYLE_PREFIX}{style}", "style")
+
+
+def _state_dict_of(source: TrainedLora | Mapping[str, Any]) -> StateDict:
+    if isinstance(source, TrainedLora):
+        return source.state_dict
+    if isinstance(source, Mapping):
+        return dict(source)
+    raise AdapterError(f"expected a TrainedLora or a state dict, got {type(source).__name__}")
+
+
+def _resolve(source: LoraSource) -> StateDict:
+    if callable(source) and not isinstance(source, TrainedLora | Mapping):
+        source = source()
+    return _state_dict_of(source)
+
+
+# --------------------------------------------------------------------------- LRU cache
+
+
+class AdapterCache:
+    """An LRU of avatar LoRA state dicts in RAM, keyed by avatar id (thread-safe).
+
+    The loader runs outside the lock (it may decrypt or read storage); two threads missing the
+    same avatar at once both load it and the first insert wins.
+    """
+
+    def __init__(self, max_items: int = 64) -> None:
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+            raise ValueError(f"max_items must be a positive integer, got {max_items!r}")
+        self.max_items = max_items
+        self._items: OrderedDict[str, StateDict] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def get_or_load(
+        self, avatar_id: str, loader: Callable[[], TrainedLora | Mapping[str, Any]]
+    ) -> StateDict:
+        with self._lock:
+            if avatar_id in self._items:
+                self.hits += 1
+                self._items.move_to_end(avatar_id)
+                return self._items[avatar_id]
+            self.misses += 1
+        state_dict = _state_dict_of(loader())
+        with self._lock:
+            if avatar_id in self._items:  # another thread loaded it meanwhile
+                self._items.move_to_end(avatar_id)
+                return self._items[avatar_id]
+            self._items[avatar_id] = state_dict
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+                self.evictions += 1
+            return state_dict
+
+    def put(self, avatar_id: str, lora: TrainedLora | Mapping[str, Any]) -> None:
+        """Insert or replace (e.g. after retraining) an avatar, as the most recently used."""
+        state_dict = _state_dict_of(lora)
+        with self._lock:
+            self._items[avatar_id] = state_dict
+            self._items.move_to_end(avatar_id)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+                self.evictions += 1
+
+    def evict(self, avatar_id: str) -> bool:
+        """Drop an avatar (e.g. deleted or retrained); True if it was cached."""
+        with self._lock:
+            return self._items.pop(avatar_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def keys(self) -> list[str]:
+        """Cached avatar ids, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "items": len(self._items),
+                "max_items": self.max_items,
+                "hits": self.hits,
+                "misses": self.misses,
+                "evictions": self.evictions,
+            }
+
+    def __contains__(self, avatar_id: object) -> bool:
+        with self._lock:
+            return avatar_id in self._items
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+# --------------------------------------------------------------------------- layer state
+
+
+def _lora_layers(pipeline: Any) -> list[Any]:
+    from peft.tuners.lora import LoraLayer
+
+    layers = []
+    for component in _LORA_COMPONENTS:
+        model = getattr(pipeline, component, None)
+        if model is not None:
+            layers += [m for m in model.modules() if isinstance(m, LoraLayer)]
+    return layers
+
+
+@dataclass
+class _LayerState:
+    layer: Any
+    active: list[str]
+    disabled: bool
+    scaling: dict[str, Any]
+
+
+def _snapshot(pipeline: Any) -> list[_LayerState]:
+    return [
+        _LayerState(layer, list(layer.active_adapters), layer.disable_adapters, dict(layer.scaling))
+        for layer in _lora_layers(pipeline)
+    ]
+
+
+def _restore(pipeline: Any, snapshot: list[_LayerState], *, loaded: str | None = None) -> None:
+    """Put back active adapters, disabled flags and scales (except the scale of the adapter
+    ``loaded`` since the snapshot); layers created since the snapshot get no active adapter
+    and the disabled flag the pipeline had."""
+    known = {id(state.layer): state for state in snapshot}
+    disabled = any(state.disabled for state in snapshot)
+    for layer in _lora_layers(pipeline):
+        state = known.get(id(layer))
+        present = set(layer.lora_A.keys())
+        if state is None:
+            layer._active_adapter = []
+            layer._disable_adapters = disabled
+            continue
+        layer._active_adapter = [name for name in state.active if name in present]
+        layer._disable_adapters = state.disabled
+        for name, value in state.scaling.items():
+            if name in layer.scaling and name != loaded:
+                layer.scaling[name] = value
+
+
+def loaded_adapter_names(pipeline: Any) -> set[str]:
+    """Every adapter name loaded in any LoRA-capable component of the pipeline."""
+    names: set[str] = set()
+    for component in _LORA_COMPONENTS:
+        model = getattr(pipeline, component, None)
+        names.update(getattr(model, "peft_config", None) or {})
+    return names
+
+
+def load_adapter(pipeline: Any, adapter_name: str, lora: LoraSource) -> str:
+    """Load a LoRA under its own adapter name (a plain load, no hot-swap); it stays inactive.
+
+    ``lora`` is a `TrainedLora`, a diffusers-format state dict, or a callable returning one.
+    """
+    _check_name(adapter_name)
+    if adapter_name in loaded_adapter_names(pipeline):
+        raise AdapterError(f"adapter {adapter_name!r} is already loaded")
+    state_dict = _resolve(lora)
+    snapshot = _snapshot(pipeline)
+    try:
+        pipeline.load_lora_weights(dict(state_dict), adapter_name=adapter_name)
+    except Exception as exc:
+        raise AdapterError(f"cannot load LoRA {adapter_name!r}: {exc}") from exc
+    finally:
+        _restore(pipeline, snapshot, loaded=adapter_name)
+    return adapter_name
+
+
+def unload_adapters(pipeline: Any, adapter_names: Sequence[str]) -> None:
+    """Delete adapters; the others keep their active state and weights."""
+    names = [name for name in adapter_names if name in loaded_adapter_names(pipeline)]
+    if not names:
+        return
+    snapshot = _snapshot(pipeline)
+    try:
+        pipeline.delete_adapters(names)
+    finally:
+        _restore(pipeline, snapshot)
+
+
+@contextlib.contextmanager
+def loaded_adapters(pipeline: Any, loras: Mapping[str, LoraSource]) -> Iterator[list[str]]:
+    """Load several LoRAs under the given adapter names for the block, then unload them.
+
+    Typical mixed batch::
+
+        names = {avatar_adapter_name(a): cache.get_or_load(a, load) for a in ("A", "B")}
+        with loaded_adapters(pipe, names), per_sample_adapters(pipe, ["avatar-A", "avatar-B"]):
+            pipe(prompt=..., num_images_per_prompt=2, generator=[g0, g1])
+    """
+    loaded: list[str] = []
+    try:
+        for name, lora in loras.items():
+            loaded.append(load_adapter(pipeline, name, lora))
+        yield loaded
+    finally:
+        unload_adapters(pipeline, loaded)
+
+
+# --------------------------------------------------------------------------- mixed batches
+
+
+def _tiled(names: list[str], batch: int) -> list[str]:
+    """The names for a layer input of ``batch`` rows: the samples, or [uncond..., cond...]."""
+    if batch == len(names):
+        return names
+    if batch == 2 * len(names):
+        return names + names
+    raise AdapterError(
+        f"a layer saw a batch of {batch} rows for {len(names)} per-sample adapters; render "
+        f"exactly {len(names)} images (one per adapter name)"
+    )
+
+
+@contextlib.contextmanager
+def per_sample_adapters(
+    pipeline: Any,
+    adapter_names: Sequence[str],
+    *,
+    weights: Mapping[str, float] | None = None,
+) -> Iterator[None]:
+    """Make sample ``i`` of each batch use adapter ``adapter_names[i]`` for the block.
+
+    ``BASE_SAMPLE`` (``"__base__"``) means no adapter for that sample. Every peft LoRA layer
+    gets peft's per-sample ``adapter_names`` injected into its forward (diffusers does not
+    pass it through). The render must have exactly ``len(adapter_names)`` images
+    (``num_images_per_prompt`` times the prompts), with one generator per sample. With
+    classifier-free guidance diffusers runs the UNet on ``[uncond_0..uncond_n-1,
+    cond_0..cond_n-1]`` (the negative half first), so a layer seeing ``2n`` rows gets
+    ``names + names``; any other row count raises `AdapterError` from the render. (A batch of
+    ``n/2`` images with guidance also has ``n`` rows and cannot be told apart: keep the count
+    right.) Text-encoder LoRA layers (only avatars trained with
+    ``train_text_encoder``) see one row per prompt: pass one prompt per sample then.
+
+    Each adapter's scale is reset to ``weights.get(name, 1.0)`` (an earlier ``set_adapters``
+    would otherwise leak into the batch); LoRA layers are enabled for the block. Everything
+    (hooks, scales, active adapters, disabled flags) is restored on exit.
+    """
+    names = list(adapter_names)
+    if not names:
+        raise AdapterError("per_sample_adapters needs at least one adapter name")
+    used = sorted({name for name in names if name != BASE_SAMPLE})
+    missing = set(used) - loaded_adapter_names(pipeline)
+    if missing:
+        raise AdapterError(f"adapters not loaded: {sorted(missing)}")
+    weights = dict(weights or {})
+    unknown = set(weights) - set(used)
+    if unknown:
+        raise AdapterError(f"weights given for adapters not in the batch: {sorted(unknown)}")
+
+    def pre_forward(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        x = args[0] if args else next(iter(kwargs.values()))
+        return args, {**kwargs, "adapter_names": _tiled(names, int(x.shape[0]))}
+
+    snapshot = _snapshot(pipeline)
+    handles = []
+    try:
+        if used:
+            pipeline.set_adapters(used, [float(weights.get(name, 1.0)) for name in used])
+        for layer in _lora_layers(pipeline):
+            # Layers holding none of the adapters run as the base model (every other adapter
+            # is inactive now), so they need no hook: e.g. a text encoder whose LoRAs belong
+            # to avatars outside this batch does not constrain the prompt count.
+            if used and not set(used).isdisjoint(layer.lora_A.keys()):
+                layer._disable_adapters = False
+                handles.append(layer.register_forward_pre_hook(pre_forward, with_kwargs=True))
+            else:
+                layer._disable_adapters = True
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        _restore(pipeline, snapshot)
+
+
+# --------------------------------------------------------------------------- avatar slot
+
+
+def _zero_lora(unet: Any, target_modules: Sequence[str], rank: int) -> StateDict:
+    """A rank-``rank`` LoRA of zeros on the UNet's Linear ``target_modules`` (peft keys)."""
+    state: StateDict = {}
+    for name, module in unet.named_modules():
+        if not isinstance(module, torch.nn.Linear) or ".lora_" in name or ".base_layer" in name:
+            continue
+        if any(name == t or name.endswith(f".{t}") for t in target_modules):
+            state[f"unet.{name}.lora_A.weight"] = torch.zeros(rank, module.in_features)
+            state[f"unet.{name}.lora_B.weight"] = torch.zeros(module.out_features, rank)
+    if not state:
+        raise AdapterError(f"no UNet Linear module matches {list(target_modules)}")
+    return state
+
+
+_SLOTS: weakref.WeakKeyDictionary[Any, AvatarSlot] = weakref.WeakKeyDictionary()
+_SLOTS_LOCK = threading.Lock()
+
+
+def avatar_slot(pipeline: Any, **kwargs: Any) -> AvatarSlot:
+    """The pipeline's `AvatarSlot`, created on first use (``kwargs`` go to the constructor)."""
+    with _SLOTS_LOCK:
+        slot = _SLOTS.get(pipeline)
+        if slot is None:
+            slot = _SLOTS[pipeline] = AvatarSlot(pipeline, **kwargs)
+        return slot
+
+
+class AvatarSlot:
+    """One fixed adapter slot of a pipeline holding the current avatar, hot-swapped.
+
+    Create it (or use `avatar_slot`) before any other LoRA is loaded into the pipeline: it
+    calls ``enable_lora_hotswap(target_rank=max_rank)`` and loads a zero LoRA of rank
+    ``max_rank`` on ``target_modules`` into the slot, so the slot's tensors are allocated once
+    and every avatar of rank <= ``max_rank`` is hot-swapped in (zero-padded). An avatar that
+    cannot be hot-swapped (a higher rank, other target modules, text-encoder weights) is
+    loaded plainly instead (``full_reloads`` counts those): correct, but a compiled UNet then
+    recompiles.
+
+    ``loads`` counts avatar weight loads into the slot; re-activating the avatar already in
+    the slot loads nothing (its ``lora`` callable is not even called).
+    """
+
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        max_rank: int = 16,
+        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+        adapter_name: str = SLOT_ADAPTER,
+    ) -> None:
+        if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
+            raise SpecError("max_rank", f"must be a positive integer, got {max_rank!r}")
+        self.pipeline = pipeline
+        self.max_rank = max_rank
+        self.adapter_name = _check_name(adapter_name)
+        self.lock = threading.RLock()
+        self.current_avatar: str | None = None
+        self.loads = 0
+        self.hotswaps = 0
+        self.full_reloads = 0
+        self._styles: set[str] = set()
+        if loaded_adapter_names(pipeline):
+            raise AdapterError(
+                "create the avatar slot before any LoRA is loaded into the pipeline "
+                f"(loaded: {sorted(loaded_adapter_names(pipeline))})"
+            )
+        pipeline.enable_lora_hotswap(target_rank=max_rank)
+        placeholder = _zero_lora(pipeline.unet, target_modules, max_rank)
+        pipeline.load_lora_weights(placeholder, adapter_name=self.adapter_name)
+        pipeline.disable_lora()
+
+    # -- avatar ---------------------------------------------------------------------------
+
+    def _load(self, avatar_id: str, lora: LoraSource) -> None:
+        state_dict = _resolve(lora)
+        rank = lora_rank(state_dict)
+        hotswappable = rank <= self.max_rank and all(k.startswith("unet.") for k in state_dict)
+        snapshot = _snapshot(self.pipeline)
+        self.current_avatar = None  # unknown contents if the load fails half-way
+        try:
+            if hotswappable:
+                try:
+                    self.pipeline.load_lora_weights(
+                        dict(state_dict), adapter_name=self.adapter_name, hotswap=True
+                    )
+                    self.hotswaps += 1
+                except Exception as exc:  # peft raises RuntimeError/ValueError variants
+                    logger.info("hot-swap of avatar %s failed (%s); reloading", avatar_id, exc)
+                    hotswappable = False
+            if not hotswappable:
+                self.pipeline.delete_adapters([self.adapter_name])
+                self.pipeline.load_lora_weights(dict(state_dict), adapter_name=self.adapter_name)
+                self.full_reloads += 1
+        except Exception as exc:
+            raise AdapterError(f"cannot load avatar {avatar_id!r}: {exc}") from exc
+        finally:
+            _restore(self.pipeline, snapshot, loaded=self.adapter_name)
+        self.current_avatar = avatar_id
+        self.loads += 1
+
+    def activate(
+        self,
+        avatar_id: str | None,
+        lora: LoraSource | None = None,
+        *,
+        weight: float = 1.0,
+        styles: Mapping[str, float] | None = None,
+    ) -> bool:
+        """Make the next renders use ``avatar_id`` at ``weight`` plus ``styles`` ({name: w}).
+
+        ``lora`` (a `TrainedLora`, state dict, or a callable returning one, e.g. a closure over
+        `AdapterCache.get_or_load`) is only used when the slot holds another avatar.
+        ``avatar_id=None`` renders the styles alone. Returns True if weights were loaded.
+        """
+        styles = dict(styles or {})
+        for name, value in [("weight", weight), *styles.items()]:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(name, f"must be a number, got {type(value).__name__}")
+        unknown = set(styles) - self._styles
+        if unknown:
+            raise AdapterError(f"styles not loaded: {sorted(unknown)}")
+        with self.lock:
+            loaded = False
+            if avatar_id is not None and avatar_id != self.current_avatar:
+                if lora is None:
+                    raise AdapterError(f"avatar {avatar_id!r} is not in the slot; pass its LoRA")
+                self._load(avatar_id, lora)
+                loaded = True
+            names = [style_adapter_name(name) for name in styles]
+            values = [float(v) for v in styles.values()]
+            if avatar_id is not None:
+                names.insert(0, self.adapter_name)
+                values.insert(0, float(weight))
+            if not names:
+                self.deactivate()
+                return loaded
+            self.pipeline.enable_lora()
+            self.pipeline.set_adapters(names, values)
+            return loaded
+
+    def deactivate(self) -> None:
+        """Disable every LoRA layer: renders equal the base model exactly. Nothing unloads."""
+        with self.lock:
+            self.pipeline.disable_lora()
+
+    def evict(self) -> None:
+        """Forget which avatar is in the slot (e.g. it was retrained); the next activate loads."""
+        with self.lock:
+            self.current_avatar = None
+
+    # -- styles ---------------------------------------------------------------------------
+
+    def load_style(self, name: str, source: LoraSource | str | Path) -> str:
+        """Load a style LoRA (state dict, `TrainedLora`, or a ``.safetensors`` file or a
+        directory holding ``pytorch_lora_weights.safetensors``) as ``style-<name>``."""
+        adapter = style_adapter_name(name)
+        if isinstance(source, str | Path):
+            path = Path(source)
+            if path.is_dir():
+                path = path / "pytorch_lora_weights.safetensors"
+            try:
+                state_dict: LoraSource = safetensors.torch.load_file(str(path))
+            except Exception as exc:
+                raise AdapterError(f"cannot read style LoRA {path}: {exc}") from exc
+        else:
+            state_dict = source
+        with self.lock:
+            load_adapter(self.pipeline, adapter, state_dict)
+            self._styles.add(name)
+        return adapter
+
+    def unload_style(self, name: str) -> None:
+        with self.lock:
+            if name in self._styles:
+                unload_adapters(self.pipeline, [style_adapter_name(name)])
+                self._styles.discard(name)
+
+    @property
+    def styles(self) -> list[str]:
+        return sorted(self._styles)

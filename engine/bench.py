@@ -1,0 +1,525 @@
+"""``python -m engine bench``: throughput, training, adapter and memory numbers for a profile.
+
+Profiles:
+
+- ``tiny``: built into a temporary folder and loaded with ``from_pretrained`` (seconds).
+- ``sd15-random`` / ``sdxl-random``: loaded with ``from_pretrained`` from
+  ``--models-dir/<profile>`` when ``python -m engine build-random`` saved it there, else built
+  in memory on the target device (writing and re-reading 4-10 GB would measure the disk).
+
+Sections (each reports ``status``: ``ok``, ``unavailable`` when a module it needs is missing,
+or ``skipped: <reason>``):
+
+- ``throughput``: images/s of `Engine.render` (PNG encoding included) per batch size, after one
+  warm-up render of the same shape (which also triggers compilation with ``--compile``).
+- ``unet``: FLOPs of one UNet forward (``torch.utils.flop_counter``, batch of 2 per image for
+  classifier-free guidance) and the achieved TFLOP/s of timed UNet forwards at the largest batch
+  size; on CUDA also the fraction of the GPU's dense bf16 peak.
+- ``training``: seconds per avatar training (`engine.training`, SD1.x only), steps printed.
+- ``adapter_switch``: seconds to make another avatar active: from disk (read the safetensors
+  file + load), from RAM (load a state dict), hot-swap into `engine.adapters.AvatarSlot`.
+- ``mixed_batch``: N requests for N different avatars, one image each: one mixed-adapter batch
+  (`engine.adapters.per_sample_adapters`) vs N single-image batches with a hot-swap in between.
+- ``memory``: peak RSS of the process (CPU) and ``torch.cuda.max_memory_allocated`` (CUDA).
+
+On CUDA the speed options are bf16 (unless ``--dtype``), SDPA attention (diffusers' default on
+torch 2, reported), channels_last, and ``torch.compile`` of the UNet with ``--compile``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.registry import RANDOM_PROFILES, ModelRegistry
+from engine.runtime import Engine, resolve_device, resolve_dtype
+from engine.spec import RenderSpec
+
+PROMPT = "a portrait photo of a person"
+DEFAULT_SIZE = {"tiny": 64, "sd15-random": 512, "sdxl-random": 1024}
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
+BF16_PEAK_TFLOPS = {
+    "H200": 989.4,
+    "H100 SXM": 989.4,
+    "H100 80GB HBM3": 989.4,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "RTX 4090": 165.2,
+}
+SECTIONS = ("throughput", "unet", "training", "adapter_switch", "mixed_batch", "memory")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    _sync(device)
+    start = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return time.perf_counter() - start, result
+
+
+def bf16_peak(device: torch.device) -> tuple[str | None, float | None]:
+    if device.type != "cuda":
+        return None, None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in BF16_PEAK_TFLOPS.items():
+        if key in name:
+            return name, peak
+    return name, None
+
+
+def _optional(module: str) -> Any | None:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        return None
+
+
+def _engine(profile: str, device: torch.device, dtype: torch.dtype, models_dir: Path | None,
+            workdir: Path) -> tuple[Engine, str]:
+    dtype_name = str(dtype).removeprefix("torch.")
+    if profile == "tiny":
+        from engine.tiny import build_tiny
+
+        directory = build_tiny(workdir / "models")
+        registry = ModelRegistry.for_profile("tiny", models_dir=directory)
+        return Engine(registry, device=str(device), dtype=dtype_name), "from_pretrained (tiny)"
+    if profile not in RANDOM_PROFILES:
+        raise SystemExit(f"unknown bench profile {profile!r}")
+    models_dir = models_dir or workdir / "models"
+    registry = ModelRegistry.for_profile(profile, models_dir=models_dir)
+    if registry.status()[profile].ready:
+        return Engine(registry, device=str(device), dtype=dtype_name), f"from_pretrained ({models_dir / profile})"
+    from engine.random_models import build_random_pipeline
+
+    engine = Engine(
+        registry,
+        device=str(device),
+        dtype=dtype_name,
+        loader=lambda _model: build_random_pipeline(profile, device=device, dtype=dtype),
+    )
+    return engine, "built in memory (random weights)"
+
+
+def _unet_inputs(pipeline: Any, batch: int, size: int, device: torch.device, dtype: torch.dtype):
+    unet = pipeline.unet
+    scale = pipeline.vae_scale_factor
+    config = unet.config
+    sample = torch.randn(batch, config.in_channels, size // scale, size // scale, device=device, dtype=dtype)
+    cross = getattr(pipeline, "text_encoder_2", None)
+    dim = config.cross_attention_dim
+    hidden = torch.randn(batch, 77, dim, device=device, dtype=dtype)
+    kwargs: dict[str, Any] = {}
+    if config.addition_embed_type == "text_time" and cross is not None:
+        pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(batch, pooled, device=device, dtype=dtype),
+            "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * batch, device=device, dtype=dtype),
+        }
+    timestep = torch.tensor(500, device=device)
+    return sample, timestep, hidden, kwargs
+
+
+def bench_unet(pipeline: Any, *, batch_images: int, size: int, device: torch.device,
+               dtype: torch.dtype, repeats: int) -> dict[str, Any]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = pipeline.unet
+    params = sum(p.numel() for p in unet.parameters())
+    with torch.inference_mode():
+        sample, timestep, hidden, kwargs = _unet_inputs(pipeline, 2, size, device, dtype)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            unet(sample, timestep, encoder_hidden_states=hidden, **kwargs)
+        flops_per_image = counter.get_total_flops()  # one step, CFG batch of 2
+        batch = 2 * batch_images
+        sample, timestep, hidden, kwargs = _unet_inputs(pipeline, batch, size, device, dtype)
+        unet(sample, timestep, encoder_hidden_states=hidden, **kwargs)  # warm-up
+        times = []
+        for _ in range(repeats):
+            seconds, _ = _timed(
+                lambda: unet(sample, timestep, encoder_hidden_states=hidden, **kwargs), device
+            )
+            times.append(seconds)
+    seconds = statistics.median(times)
+    achieved = flops_per_image * batch_images / seconds / 1e12
+    gpu, peak = bf16_peak(device)
+    return {
+        "status": "ok",
+        "params": params,
+        "latent": [size // pipeline.vae_scale_factor] * 2,
+        "flops_per_step_per_image": flops_per_image,
+        "batch_rows": batch,
+        "seconds_per_forward": seconds,
+        "achieved_tflops": achieved,
+        "gpu": gpu,
+        "bf16_peak_tflops": peak,
+        "fraction_of_bf16_peak": achieved / peak if peak and dtype == torch.bfloat16 else None,
+    }
+
+
+def _photos(count: int, size: int) -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [
+        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)) for _ in range(count)
+    ]
+
+
+def bench_training(pipeline: Any, *, steps: int, size: int) -> tuple[dict[str, Any], Any]:
+    training = _optional("engine.training")
+    if training is None:
+        return {"status": "unavailable (engine.training missing)"}, None
+    if getattr(pipeline, "text_encoder_2", None) is not None:
+        return {"status": "skipped: engine.training supports SD1.x pipelines only"}, None
+    config = training.TrainingConfig(steps=steps, resolution=size, seed=0)
+    start = time.perf_counter()
+    trained = training.train_avatar_lora(pipeline=pipeline, photos=_photos(4, size), config=config)
+    seconds = time.perf_counter() - start
+    return {
+        "status": "ok",
+        "steps": steps,
+        "resolution": size,
+        "rank": config.rank,
+        "seconds": seconds,
+        "seconds_per_step": seconds / steps,
+        "lora_bytes": trained.nbytes,
+    }, trained
+
+
+def _lora_variants(pipeline: Any, trained: Any, count: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` distinct avatar LoRAs: the trained one, scaled copies, or random ones."""
+    if trained is not None:
+        return [
+            {k: v * (1.0 + 0.1 * i) if "up" in k else v for k, v in trained.state_dict.items()}
+            for i in range(count)
+        ]
+    from engine.loras import random_lora_state_dict
+
+    return [random_lora_state_dict(pipeline.unet, seed=i) for i in range(count)]
+
+
+def bench_adapters(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], workdir: Path,
+                   device: torch.device, repeats: int = 3) -> dict[str, Any]:
+    import safetensors.torch
+
+    adapters = _optional("engine.adapters")
+    path = workdir / "avatar.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in loras[0].items()}, str(path))
+    result: dict[str, Any] = {"status": "ok", "lora_file_bytes": path.stat().st_size}
+
+    if adapters is None:
+        def load(name: str, source: Any) -> None:
+            pipeline.load_lora_weights(dict(source), adapter_name=name)
+
+        def unload(name: str) -> None:
+            pipeline.delete_adapters([name])
+    else:
+        slot = adapters.avatar_slot(pipeline)  # must exist before other LoRAs are loaded
+
+        def load(name: str, source: Any) -> None:
+            adapters.load_adapter(pipeline, name, source)
+
+        def unload(name: str) -> None:
+            adapters.unload_adapters(pipeline, [name])
+
+    disk, ram = [], []
+    for i in range(repeats):
+        seconds, _ = _timed(
+            lambda i=i: load(f"bench_disk_{i}", safetensors.torch.load_file(str(path))), device
+        )
+        disk.append(seconds)
+        unload(f"bench_disk_{i}")
+        seconds, _ = _timed(lambda i=i: load(f"bench_ram_{i}", loras[0]), device)
+        ram.append(seconds)
+        unload(f"bench_ram_{i}")
+    result["from_disk_s"] = statistics.median(disk)
+    result["from_ram_s"] = statistics.median(ram)
+    if adapters is None:
+        result["hotswap_s"] = None
+        result["hotswap_status"] = "unavailable (engine.adapters missing)"
+        return result
+    swaps = []
+    slot.activate("bench-warm", loras[-1])
+    for i in range(repeats):
+        lora = loras[i % len(loras)]
+        seconds, _ = _timed(lambda i=i, lora=lora: slot.activate(f"bench-{i}", lora), device)
+        swaps.append(seconds)
+    slot.deactivate()
+    result["hotswap_s"] = statistics.median(swaps)
+    result["hotswap_status"] = "ok"
+    return result
+
+
+def bench_mixed(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], *, steps: int,
+                size: int, guidance: float, device: torch.device) -> dict[str, Any]:
+    adapters = _optional("engine.adapters")
+    if adapters is None:
+        return {"status": "unavailable (engine.adapters missing)"}
+    count = len(loras)
+    if count < 2:
+        return {"status": "skipped: needs a largest batch size of at least 2"}
+    names = {f"bench-mix-{i}": lora for i, lora in enumerate(loras)}
+
+    def call(num: int, seeds: Sequence[int]) -> Any:
+        return pipeline(
+            prompt=PROMPT, num_inference_steps=steps, guidance_scale=guidance, width=size,
+            height=size, num_images_per_prompt=num,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="pil",
+        )
+
+    slot = adapters.avatar_slot(pipeline)
+    with (
+        adapters.loaded_adapters(pipeline, names) as loaded,
+        adapters.per_sample_adapters(pipeline, loaded),
+    ):
+        call(count, range(count))  # warm-up
+        mixed, _ = _timed(lambda: call(count, range(count)), device)
+    grouped_start = time.perf_counter()
+    for i, lora in enumerate(loras):
+        slot.activate(f"bench-group-{i}", lora)
+        call(1, [i])
+    _sync(device)
+    grouped = time.perf_counter() - grouped_start
+    slot.deactivate()
+    return {
+        "status": "ok",
+        "adapters": count,
+        "mixed_seconds": mixed,
+        "grouped_seconds": grouped,
+        "mixed_images_per_s": count / mixed,
+        "grouped_images_per_s": count / grouped,
+        "speedup": grouped / mixed,
+    }
+
+
+def memory(device: torch.device) -> dict[str, Any]:
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":
+        rss_kb //= 1024
+    result: dict[str, Any] = {"status": "ok", "peak_rss_mb": rss_kb / 1024}
+    if device.type == "cuda":
+        result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
+
+
+def run_bench(
+    profile: str,
+    *,
+    batch_sizes: Sequence[int] = (1, 2, 4),
+    steps: int = 4,
+    size: int | None = None,
+    guidance: float = 5.0,
+    sampler: str | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    models_dir: Path | None = None,
+    compile_unet: bool = False,
+    channels_last: bool | None = None,
+    train_steps: int | None = None,
+    repeats: int = 1,
+    threads: int | None = None,
+    log: Callable[[str], None] = lambda _line: None,
+) -> dict[str, Any]:
+    """Run every section and return the report (see the module docstring).
+
+    ``threads``: torch CPU threads for the run (default: 1 for ``tiny``, whose kernels are too
+    small to gain from threads and lose badly to OpenMP spinning on a shared machine; torch's
+    default otherwise). The caller's setting is restored afterwards.
+    """
+    threads_before = torch.get_num_threads()
+    if threads is None and profile == "tiny":
+        threads = 1
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_bench(profile, batch_sizes=batch_sizes, steps=steps, size=size,
+                          guidance=guidance, sampler=sampler, device=device, dtype=dtype,
+                          models_dir=models_dir, compile_unet=compile_unet,
+                          channels_last=channels_last, train_steps=train_steps,
+                          repeats=repeats, log=log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_bench(
+    profile: str,
+    *,
+    batch_sizes: Sequence[int],
+    steps: int,
+    size: int | None,
+    guidance: float,
+    sampler: str | None,
+    device: str,
+    dtype: str | None,
+    models_dir: Path | None,
+    compile_unet: bool,
+    channels_last: bool | None,
+    train_steps: int | None,
+    repeats: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype or ("bfloat16" if torch_device.type == "cuda" else "float32"),
+                                torch_device)
+    size = size or DEFAULT_SIZE.get(profile, 512)
+    if train_steps is None:
+        train_steps = 10 if profile == "tiny" or torch_device.type == "cuda" else 1
+    report: dict[str, Any] = {
+        "profile": profile,
+        "device": str(torch_device),
+        "dtype": str(torch_dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "size": size,
+        "steps": steps,
+        "guidance": guidance,
+        "batch_sizes": list(batch_sizes),
+    }
+    with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
+        workdir = Path(tmp)
+        engine, source = _engine(profile, torch_device, torch_dtype, models_dir, workdir)
+        seconds, pipeline = _timed(engine.pipeline, torch_device)
+        report["load"] = {"seconds": seconds, "source": source}
+        log(f"loaded {profile} in {seconds:.1f}s ({source})")
+        options: dict[str, Any] = {"channels_last": False, "compiled": False}
+        if torch_device.type == "cuda":
+            from engine.pipelines import apply_speed_options
+
+            adapters = _optional("engine.adapters")
+            if compile_unet and adapters is not None:
+                # The hot-swap slot must exist before compiling, so swaps never recompile.
+                adapters.avatar_slot(pipeline)
+
+            options = apply_speed_options(
+                pipeline, channels_last=channels_last is not False, compile_unet=compile_unet
+            )
+        else:
+            options["attention"] = sorted(
+                {type(p).__name__ for p in pipeline.unet.attn_processors.values()}
+            )
+        report["speed_options"] = options
+        modes = engine.mode_pipelines()
+        from engine.pipelines import make_scheduler
+
+        report["scheduler"] = type(make_scheduler(sampler, modes.default_scheduler)).__name__
+
+        rows = []
+        for batch in batch_sizes:
+            spec = RenderSpec(prompt=PROMPT, seed=0, num_images=batch, steps=steps,
+                              guidance=guidance, width=size, height=size, sampler=sampler)
+            engine.render(spec)  # warm-up (and compilation) at this shape
+            times = [_timed(lambda spec=spec: engine.render(spec), torch_device)[0]
+                     for _ in range(repeats)]
+            seconds = statistics.median(times)
+            rows.append({"batch_size": batch, "seconds": seconds, "images_per_s": batch / seconds,
+                         "seconds_per_image": seconds / batch})
+            log(f"batch {batch}: {seconds:.3f}s, {batch / seconds:.2f} images/s")
+        report["throughput"] = {"status": "ok", "rows": rows}
+
+        report["unet"] = bench_unet(pipeline, batch_images=max(batch_sizes), size=size,
+                                    device=torch_device, dtype=torch_dtype,
+                                    repeats=max(1, repeats))
+        log(f"unet: {report['unet']['achieved_tflops']:.3f} TFLOP/s")
+
+        report["training"], trained = bench_training(pipeline, steps=train_steps, size=size)
+        log(f"training: {report['training'].get('seconds', report['training']['status'])}")
+        loras = _lora_variants(pipeline, trained, max(2, max(batch_sizes)))
+        report["adapter_switch"] = bench_adapters(pipeline, loras, workdir, torch_device)
+        log("adapter switch measured")
+        report["mixed_batch"] = bench_mixed(pipeline, loras[: max(batch_sizes)], steps=steps,
+                                            size=size, guidance=guidance, device=torch_device)
+        report["memory"] = memory(torch_device)
+    report["total_seconds"] = time.perf_counter() - started
+    return report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"profile {report['profile']} on {report['device']} ({report['dtype']}, "
+        f"{report['torch_threads']} threads), {report['size']}x{report['size']} px, "
+        f"{report['steps']} steps, guidance {report['guidance']}, scheduler {report['scheduler']}",
+        f"load: {_fmt(report['load']['seconds'])} s, {report['load']['source']}; "
+        f"speed options: {report['speed_options']}",
+        "",
+        "batch  seconds  images/s  s/image",
+    ]
+    for row in report["throughput"]["rows"]:
+        lines.append(
+            f"{row['batch_size']:>5}  {_fmt(row['seconds']):>7}  {_fmt(row['images_per_s']):>8}  "
+            f"{_fmt(row['seconds_per_image']):>7}"
+        )
+    unet = report["unet"]
+    lines += [
+        "",
+        f"UNet: {unet['params'] / 1e6:.1f}M params, {unet['flops_per_step_per_image'] / 1e9:.2f} "
+        f"GFLOP per step per image (CFG), {_fmt(unet['seconds_per_forward'])} s per forward of "
+        f"{unet['batch_rows']} rows, {_fmt(unet['achieved_tflops'])} TFLOP/s"
+        + (f" = {unet['fraction_of_bf16_peak']:.1%} of {unet['gpu']} bf16 peak"
+           if unet.get("fraction_of_bf16_peak") else ""),
+    ]
+    training = report["training"]
+    if training["status"] == "ok":
+        lines.append(
+            f"training: {training['steps']} steps at {training['resolution']} px in "
+            f"{_fmt(training['seconds'])} s ({_fmt(training['seconds_per_step'])} s/step)"
+        )
+    else:
+        lines.append(f"training: {training['status']}")
+    switch = report["adapter_switch"]
+    lines.append(
+        f"adapter switch: from disk {_fmt(switch.get('from_disk_s'))} s, from RAM "
+        f"{_fmt(switch.get('from_ram_s'))} s, hot-swap {_fmt(switch.get('hotswap_s'))} s"
+    )
+    mixed = report["mixed_batch"]
+    if mixed["status"] == "ok":
+        lines.append(
+            f"mixed batch of {mixed['adapters']} avatars: {_fmt(mixed['mixed_images_per_s'])} "
+            f"images/s vs grouped {_fmt(mixed['grouped_images_per_s'])} images/s "
+            f"({_fmt(mixed['speedup'])}x)"
+        )
+    else:
+        lines.append(f"mixed batch: {mixed['status']}")
+    mem = report["memory"]
+    lines.append(
+        f"peak RSS {mem['peak_rss_mb']:.0f} MB"
+        + (f", CUDA max allocated {mem['cuda_max_allocated_mb']:.0f} MB"
+           if "cuda_max_allocated_mb" in mem else "")
+    )
+    lines.append(f"total {report['total_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
