@@ -75,7 +75,6 @@ class Avatar(models.Model):
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     # Envelope encryption: the per-avatar data key, wrapped by a master key. NULL = destroyed.
     wrapped_data_key = models.BinaryField(null=True, blank=True, editable=False)

@@ -34,5 +34,11 @@ def avatar_queue_estimate(*, avatar: Avatar) -> QueueEstimate | None:
     if avatar.status != AvatarStatus.QUEUED:
         done = avatar.progress_step / avatar.progress_total if avatar.progress_total else 0.0
         return QueueEstimate(0, round(per_avatar * (1 - done), 1))
-    ahead = Avatar.objects.filter(status__in=IN_FLIGHT, created_at__lt=avatar.created_at).count()
-    return QueueEstimate(ahead, round(per_avatar * (ahead + 1), 1))
+    from rendering.dispatch import queue_estimate
+    from rendering.models import JobStatus
+
+    job = avatar.jobs.filter(status=JobStatus.QUEUED).first()
+    estimate = queue_estimate(job) if job is not None else None
+    if estimate is None:
+        return QueueEstimate(0, round(per_avatar, 1))
+    return QueueEstimate(estimate.position, round(estimate.eta_seconds + per_avatar, 1))

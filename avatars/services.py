@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 import zipfile
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -90,8 +91,9 @@ def consent_withdraw(*, principal: ConsumerPrincipal, consent: ConsentRecord) ->
 # --- Intake ----------------------------------------------------------------------------------------
 
 def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
-    """Encrypts the crops and the reference embedding under a new data key; sends training."""
-    from .tasks import train_avatar
+    """Encrypts the crops and the reference embedding under a new data key; queues training."""
+    from rendering.models import JobKind
+    from rendering.services import render_job_create
 
     owner = str(avatar.id)
     data_key = crypto.new_data_key()
@@ -105,6 +107,12 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
             )
             avatar.photo_count = len(screened.crops)
             avatar.save()
+            if avatar.end_user is not None and settings.ENTITLEMENTS_ENFORCED:
+                from rendering.entitlements import charge
+                from rendering.models import CreditType
+
+                charge(end_user=avatar.end_user, credit_type=CreditType.AVATAR,
+                       note="avatar training", avatar=avatar)
             for index, crop in enumerate(screened.crops):
                 buffer = io.BytesIO()
                 crop.save(buffer, format="PNG")  # pixels only: no EXIF, GPS or text chunks
@@ -114,7 +122,9 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
                                             ContentFile(sealed))
                 stored.append(name)
                 AvatarPhoto.objects.create(avatar=avatar, index=index, storage_name=name)
-            train_avatar.delay_on_commit(owner)
+            render_job_create(kind=JobKind.TRAINING, spec={}, avatar=avatar,
+                              end_user=avatar.end_user,
+                              created_by=avatar.created_by if avatar.is_test_avatar else None)
     except Exception:
         for name in stored:
             default_storage.delete(name)
@@ -140,6 +150,12 @@ def avatar_create(*, principal: ConsumerPrincipal, consent_id: uuid.UUID | str, 
     if consent.agreement_hash != agreement.agreement_hash():
         raise InvalidInput({"consent": ["The agreement has changed; ask for consent again."]})
     _check_quota(end_user)
+    if settings.ENTITLEMENTS_ENFORCED:
+        from rendering.entitlements import InsufficientCredits, balance
+        from rendering.models import CreditType
+
+        if balance(end_user=end_user, credit_type=CreditType.AVATAR) < 1:
+            raise InsufficientCredits("Making an avatar needs 1 avatar credit; the balance is 0.")
     screened = screen_photos(front=front, photos=photos)
     avatar = Avatar(end_user=end_user, consent=consent, name=name[:80])
     _store_photos_and_enqueue(avatar, screened)
@@ -168,24 +184,23 @@ def test_avatar_create(*, user: User, front, photos: list, name: str, gender: st
 
 # --- Training (worker) -----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class TrainingOutcome:
+    succeeded: bool
+    code: str = ""
+    reason: str = ""
+
+
 def _claim_for_training(avatar_id: str) -> Avatar | None:
-    now = timezone.now()
+    """The training job's claim makes this worker the only one; this moves the avatar on."""
     with transaction.atomic():
         avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
         if avatar is None or avatar.status in (AvatarStatus.READY, AvatarStatus.FAILED):
             return None  # erased meanwhile, or already done: a redelivery is harmless
-        if avatar.status != AvatarStatus.QUEUED and avatar.lease_expires_at and \
-                avatar.lease_expires_at > now:
-            return None  # another worker holds a live lease
-        if avatar.attempts >= settings.AVATAR_TRAINING_MAX_ATTEMPTS:
-            _finish_failed(avatar, code="too_many_attempts",
-                           reason="Training was interrupted too many times. You were not charged.")
-            return None
         avatar.status = AvatarStatus.PREPARING
         avatar.attempts += 1
-        avatar.started_at = now
-        avatar.lease_expires_at = now + timedelta(seconds=settings.AVATAR_TRAINING_LEASE_S)
-        avatar.save(update_fields=["status", "attempts", "started_at", "lease_expires_at"])
+        avatar.started_at = timezone.now()
+        avatar.save(update_fields=["status", "attempts", "started_at"])
     return avatar
 
 
@@ -208,37 +223,47 @@ def avatar_photos_delete(*, avatar: Avatar) -> int:
     return len(photos)
 
 
-def _finish_failed(avatar: Avatar, *, code: str, reason: str) -> None:
+def _finish_failed(avatar: Avatar, *, code: str, reason: str) -> TrainingOutcome:
     avatar_photos_delete(avatar=avatar)
     Avatar.objects.filter(pk=avatar.pk).update(
         status=AvatarStatus.FAILED, failure_code=code, failure_reason=reason,
-        finished_at=timezone.now(), lease_expires_at=None,
+        finished_at=timezone.now(),
     )
     logger.info("avatar %s failed: %s", avatar.pk, code)
+    return TrainingOutcome(False, code, reason)
 
 
-def avatar_train_execute(*, avatar_id: str) -> None:
-    """Prepares the stored crops and trains the LoRA. Redelivery-safe and crash-safe."""
+def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
+    """Fails the avatar's queued training job (which refunds the avatar credit)."""
+    from rendering.models import JobStatus
+    from rendering.services import job_finished_without_running
+
+    for job in avatar.jobs.select_for_update().filter(status=JobStatus.QUEUED):
+        job_finished_without_running(job, status=JobStatus.FAILED, code=code, message=reason)
+
+
+def avatar_train_execute(*, avatar_id: str, job=None) -> TrainingOutcome:
+    """Prepares the stored crops and trains the LoRA, for the worker holding the training
+    job's lease. Photos are gone afterwards whatever happens."""
     from engine.errors import EngineError
     from engine.training import TrainingCanceled, TrainingConfig, lora_to_bytes, train_avatar_lora
     from rendering.engine_host import get_engine, get_registry
 
     avatar = _claim_for_training(avatar_id)
     if avatar is None:
-        return
+        return TrainingOutcome(False, "gone", "The avatar no longer exists.")
     owner = str(avatar.id)
     try:
         data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
         photos = _decrypt_photos(avatar, data_key)
     except (crypto.DecryptionError, OSError) as exc:
         logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
-        _finish_failed(avatar, code="photos_unavailable",
-                       reason="Your photos could not be read. You were not charged.")
-        return
+        return _finish_failed(avatar, code="photos_unavailable",
+                              reason="Your photos could not be read. You were not charged.")
     if not photos:
-        _finish_failed(avatar, code="photos_expired",
-                       reason="Your photos were deleted before training could start.")
-        return
+        return _finish_failed(avatar, code="photos_expired",
+                              reason="Your photos were deleted before training could start. "
+                                     "You were not charged.")
 
     last = {"write": 0.0}
 
@@ -247,10 +272,9 @@ def avatar_train_execute(*, avatar_id: str) -> None:
         if step < total and now - last["write"] < PROGRESS_MIN_INTERVAL_S:
             return
         last["write"] = now
-        Avatar.objects.filter(pk=owner).update(
-            progress_step=step, progress_total=total,
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.AVATAR_TRAINING_LEASE_S),
-        )
+        Avatar.objects.filter(pk=owner).update(progress_step=step, progress_total=total)
+        if job is not None:
+            type(job).objects.filter(pk=job.pk).update(progress_step=step, progress_total=total)
 
     def erased() -> bool:
         return not Avatar.objects.filter(pk=owner).exists()
@@ -271,16 +295,14 @@ def avatar_train_execute(*, avatar_id: str) -> None:
         )
     except TrainingCanceled:
         logger.info("avatar %s erased during training; result discarded", owner)
-        return
+        return TrainingOutcome(False, "erased", "The avatar was deleted during training.")
     except EngineError as exc:
-        _finish_failed(avatar, code="training_error",
-                       reason=f"Training failed: {exc}. You were not charged.")
-        return
+        return _finish_failed(avatar, code="training_error",
+                              reason=f"Training failed: {exc}. You were not charged.")
     except Exception:
         logger.exception("avatar %s: training crashed", owner)
-        _finish_failed(avatar, code="internal_error",
-                       reason="Training failed because of an internal error. You were not charged.")
-        return
+        return _finish_failed(avatar, code="internal_error", reason=(
+            "Training failed because of an internal error. You were not charged."))
     finally:
         del photos
 
@@ -288,8 +310,8 @@ def avatar_train_execute(*, avatar_id: str) -> None:
                                  purpose="lora")
     with transaction.atomic():
         locked = Avatar.objects.select_for_update().filter(pk=owner).first()
-        if locked is None:
-            return  # erased while we trained: keep nothing
+        if locked is None:  # erased while we trained: keep nothing
+            return TrainingOutcome(False, "erased", "The avatar was deleted during training.")
         name = default_storage.save(f"avatars/{owner}/lora.bin", ContentFile(sealed))
         avatar_photos_delete(avatar=locked)  # photos go the moment the avatar exists
         metadata = {k: v for k, v in trained.metadata.items()
@@ -297,12 +319,12 @@ def avatar_train_execute(*, avatar_id: str) -> None:
         metadata["wall_seconds"] = round(time.monotonic() - started, 2)
         Avatar.objects.filter(pk=owner).update(
             status=AvatarStatus.READY, lora_object=name, training_metadata=metadata,
-            progress_step=config.steps, finished_at=timezone.now(), lease_expires_at=None,
-            last_used_at=timezone.now(),
+            progress_step=config.steps, finished_at=timezone.now(), last_used_at=timezone.now(),
         )
     audit(actor=f"system:training:{owner}", action="avatar_trained", object_type="avatar",
           object_id=owner, purpose="train the end user's avatar", end_user=avatar.end_user)
     logger.info("avatar %s ready in %.1fs", owner, time.monotonic() - started)
+    return TrainingOutcome(True)
 
 
 def avatar_reference_embedding(*, avatar: Avatar) -> np.ndarray:
@@ -448,9 +470,10 @@ def retention_sweep(*, now=None) -> dict[str, int]:
                 continue
             counts["photos_deleted"] += avatar_photos_delete(avatar=locked)
             if locked.is_in_flight:
-                _finish_failed(locked, code="photos_expired", reason=(
-                    "Training did not finish within the photo retention limit; your photos "
-                    "were deleted. You were not charged."))
+                reason = ("Training did not finish within the photo retention limit; your "
+                          "photos were deleted. You were not charged.")
+                _finish_failed(locked, code="photos_expired", reason=reason)
+                _fail_waiting_training(locked, code="photos_expired", reason=reason)
     if any(counts.values()):
         logger.info("retention sweep: %s", counts)
     return counts

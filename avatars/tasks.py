@@ -1,13 +1,9 @@
-"""Thin Celery tasks: ids in, one service call."""
+"""Thin Celery tasks: ids in, one service call. (Training runs through the queue of record:
+rendering.tasks.dispatch on the training lane.)"""
 
 from celery import shared_task
 
 from . import services
-
-
-@shared_task(name="avatars.tasks.train_avatar")
-def train_avatar(avatar_id: str) -> None:
-    services.avatar_train_execute(avatar_id=avatar_id)
 
 
 @shared_task(name="avatars.tasks.maintenance_retention_sweep")

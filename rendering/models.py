@@ -1,8 +1,9 @@
-"""Render jobs: the record of every image the backend makes.
+"""The queue of record: every job the GPU backend runs (renders and avatar training).
 
-A job row is the source of truth; a Celery message only says "look at job X". States follow
-Replicate's predictions: queued -> running -> succeeded | failed | canceled, plus aborted (a
-deadline passed before it started).
+A job row is the source of truth; a Celery message is only a dispatch token ("a job may be
+waiting in lane L"): the worker that receives it claims the next job by the fair policy with
+SELECT ... FOR UPDATE SKIP LOCKED. States follow Replicate's predictions: queued -> running ->
+succeeded | failed | canceled, plus aborted (a Cancel-After deadline passed before it started).
 """
 
 from __future__ import annotations
@@ -20,6 +21,25 @@ class JobKind(models.TextChoices):
     PREVIEW = "preview", "Designer preview"
     GENERATION = "generation", "Consumer generation"
     REFINEMENT = "refinement", "Consumer refinement"
+    TRAINING = "training", "Avatar training"
+
+
+class Lane(models.TextChoices):
+    RENDER = "render", "Render"
+    TRAINING = "training", "Training"
+
+
+# Priority classes, lower first: consumers before designers, designers before smoke tests.
+PRIORITY_CONSUMER = 0
+PRIORITY_STUDIO = 1
+PRIORITY_DIAGNOSTIC = 2
+KIND_PRIORITY = {
+    JobKind.GENERATION: PRIORITY_CONSUMER, JobKind.REFINEMENT: PRIORITY_CONSUMER,
+    JobKind.TRAINING: PRIORITY_CONSUMER, JobKind.PREVIEW: PRIORITY_STUDIO,
+    JobKind.TEST_RENDER: PRIORITY_DIAGNOSTIC,
+}
+KIND_LANE = {kind: (Lane.TRAINING if kind == JobKind.TRAINING else Lane.RENDER)
+             for kind in JobKind.values}
 
 
 class JobStatus(models.TextChoices):
@@ -49,6 +69,22 @@ class RenderJob(models.Model):
         "accounts.EndUser", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
     )
     spec = models.JSONField()
+    lane = models.CharField(max_length=16, choices=Lane.choices, default=Lane.RENDER)
+    priority = models.PositiveSmallIntegerField(default=PRIORITY_STUDIO)
+    # "eu:<end user id>" or "u:<user id>": the unit of round-robin fairness.
+    owner_key = models.CharField(max_length=48, db_index=True, default="")
+    avatar = models.ForeignKey("avatars.Avatar", null=True, blank=True,
+                               on_delete=models.CASCADE, related_name="jobs")
+    template = models.ForeignKey("templates_studio.Template", null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="+")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="refinements")
+    idempotency_key = models.CharField(max_length=128, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)  # Cancel-After
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=128, blank=True)
+    token_sent_at = models.DateTimeField(null=True, blank=True)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
@@ -63,9 +99,18 @@ class RenderJob(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(Q(created_by__isnull=False, end_user__isnull=True)
-                           | Q(created_by__isnull=True, end_user__isnull=False)),
+                           | Q(created_by__isnull=True, end_user__isnull=False)
+                           | Q(kind="training")),
                 name="render_job_has_exactly_one_owner",
             ),
+            models.UniqueConstraint(fields=["owner_key", "idempotency_key"],
+                                    condition=~Q(idempotency_key=""),
+                                    name="unique_idempotency_key_per_owner"),
+        ]
+        indexes = [
+            models.Index(fields=["lane", "status", "priority", "created_at"],
+                         name="job_dispatch_order"),
+            models.Index(fields=["kind", "status", "finished_at"], name="job_recent_by_kind"),
         ]
 
     def __str__(self) -> str:
@@ -96,3 +141,77 @@ class RenderOutput(models.Model):
 
     def __str__(self) -> str:
         return f"RenderOutput({self.job_id}#{self.index})"
+
+
+class OwnerTurn(models.Model):
+    """When each owner was last served in a lane and class: round-robin's memory."""
+
+    lane = models.CharField(max_length=16, choices=Lane.choices)
+    priority = models.PositiveSmallIntegerField()
+    owner_key = models.CharField(max_length=48)
+    last_served_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lane", "priority", "owner_key"],
+                                    name="unique_owner_turn"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lane}/{self.priority}/{self.owner_key}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Live workers (for ETAs, metrics and the operators' dashboard)."""
+
+    name = models.CharField(max_length=128, primary_key=True)
+    lanes = models.CharField(max_length=64)
+    last_seen = models.DateTimeField(db_index=True)
+    current_job = models.UUIDField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CreditType(models.TextChoices):
+    AVATAR = "avatar", "Avatar training"
+    GENERATION = "generation", "Generation"
+
+
+class CreditEntry(models.Model):
+    """An append-only ledger per (client, end user). The balance is the sum of amounts.
+
+    Grants come from the client's server (idempotent by key); charges are negative; a
+    technical failure or a cancel before start adds a refund pointing at its job.
+    """
+
+    class Reason(models.TextChoices):
+        GRANT = "grant", "Grant"
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    end_user = models.ForeignKey("accounts.EndUser", on_delete=models.CASCADE,
+                                 related_name="credit_entries")
+    credit_type = models.CharField(max_length=16, choices=CreditType.choices)
+    amount = models.IntegerField()
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    note = models.CharField(max_length=300, blank=True)
+    job = models.ForeignKey(RenderJob, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="credit_entries")
+    avatar = models.ForeignKey("avatars.Avatar", null=True, blank=True,
+                               on_delete=models.SET_NULL, related_name="+")
+    idempotency_key = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["end_user", "idempotency_key"],
+                                    condition=~Q(idempotency_key=""),
+                                    name="unique_grant_idempotency_key"),
+            models.UniqueConstraint(fields=["job"], condition=Q(reason="refund"),
+                                    name="one_refund_per_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.amount} {self.credit_type}"

@@ -1,4 +1,4 @@
-"""Writes for render jobs: create, execute (in a worker), store results."""
+"""Writes for jobs: create (queue of record + token), run (in a worker), finish, cancel."""
 
 from __future__ import annotations
 
@@ -14,16 +14,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from workstation.accounts.models import User
-from workstation.api.errors import InvalidInput
+from workstation.api.errors import ConflictError, InvalidInput
 
+from . import dispatch
 from .assets import resolve_asset_refs
-from .models import JobKind, JobStatus, RenderJob, RenderOutput
+from .models import JobKind, JobStatus, Lane, RenderJob, RenderOutput
 from .signals import render_job_finished
 
 logger = logging.getLogger(__name__)
 
 # Progress is written at most this often, so a fast sampler cannot flood the database.
 PROGRESS_MIN_INTERVAL_S = 0.25
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the job (its lease expired and it was re-queued)."""
 
 
 def validate_render_spec(spec: dict) -> dict:
@@ -39,18 +44,18 @@ def validate_render_spec(spec: dict) -> dict:
 
 
 def render_job_create(*, kind: str, spec: dict, created_by: User | None = None,
-                      end_user=None) -> RenderJob:
-    """Creates a queued job and sends its message once the caller's transaction commits.
+                      end_user=None, **fields) -> RenderJob:
+    """Creates a queued job of record and sends a dispatch token once the transaction commits.
 
     `spec` is an engine spec whose images may be {"asset": sha256} references.
     """
-    from .tasks import run_render_job
-
     with transaction.atomic():
-        job = RenderJob.objects.create(kind=kind, created_by=created_by, end_user=end_user,
-                                       spec=spec)
-        run_render_job.delay_on_commit(str(job.id))
-    logger.info("render job %s created (kind=%s)", job.id, job.kind)
+        job = dispatch.prepare_job(RenderJob(kind=kind, created_by=created_by,
+                                             end_user=end_user, spec=spec, **fields))
+        job.token_sent_at = timezone.now()
+        job.save()
+        dispatch.send_token(job.lane)
+    logger.info("job %s created (kind=%s, lane=%s)", job.id, job.kind, job.lane)
     return job
 
 
@@ -60,22 +65,48 @@ def test_render_create(*, user: User, spec: dict) -> RenderJob:
     return render_job_create(kind=JobKind.TEST_RENDER, spec=spec, created_by=user)
 
 
-def _claim(job_id: uuid.UUID | str) -> RenderJob | None:
-    """Locks the row and moves a queued job to running; None when there is nothing to do."""
-    with transaction.atomic():
-        job = RenderJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None:
-            logger.warning("render job %s not found; message dropped", job_id)
-            return None
-        if job.status != JobStatus.QUEUED:
-            logger.info("render job %s is %s; nothing to do", job.id, job.status)
-            return None
-        job.status = JobStatus.RUNNING
-        job.started_at = timezone.now()
-        job.attempts += 1
-        job.save(update_fields=["status", "started_at", "attempts"])
-    return job
+# --- Finishing -------------------------------------------------------------------------------------
 
+def _announce(job: RenderJob) -> None:
+    """Tells the apps that own the job's purpose, inside the same transaction as the final
+    state: a refund or a preview cell's update commits with it, or not at all."""
+    job.refresh_from_db()
+    render_job_finished.send(sender=RenderJob, job=job)
+
+
+def job_finished_without_running(job: RenderJob, *, status: str, code: str, message: str) -> None:
+    """Fails, aborts or cancels a job that produced nothing, refunding what it cost.
+
+    Called with the job row locked. Refunds are the entitlements' business (a signal handler).
+    """
+    RenderJob.objects.filter(pk=job.pk).update(
+        status=status, error_code=code, error_message=message, finished_at=timezone.now(),
+        lease_expires_at=None)
+    _announce(job)
+
+
+def _fail_running(job: RenderJob, *, code: str, message: str) -> None:
+    with transaction.atomic():
+        if RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker,
+                                    attempts=job.attempts).exists():
+            job_finished_without_running(job, status=JobStatus.FAILED, code=code, message=message)
+
+
+@transaction.atomic
+def job_cancel(*, job: RenderJob) -> RenderJob:
+    """Cancels a queued or running job. Before it starts, the user is refunded."""
+    locked = RenderJob.objects.select_for_update().get(pk=job.pk)
+    if locked.is_terminal:
+        raise ConflictError(f"The job is already {locked.status}.")
+    message = ("Canceled before it started. You were not charged." if
+               locked.status == JobStatus.QUEUED else "Canceled while running.")
+    job_finished_without_running(locked, status=JobStatus.CANCELED, code="canceled",
+                                 message=message)
+    locked.refresh_from_db()
+    return locked
+
+
+# --- Running ---------------------------------------------------------------------------------------
 
 def _progress_writer(job: RenderJob):
     last_write = 0.0
@@ -86,18 +117,25 @@ def _progress_writer(job: RenderJob):
         if step < total and now - last_write < PROGRESS_MIN_INTERVAL_S:
             return
         last_write = now
-        RenderJob.objects.filter(pk=job.pk).update(progress_step=step, progress_total=total)
+        RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+            progress_step=step, progress_total=total)
 
     return on_progress
 
 
-def _fail(job: RenderJob, *, code: str, message: str) -> None:
-    RenderJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.FAILED, error_code=code, error_message=message,
-        finished_at=timezone.now(),
-    )
-    job.refresh_from_db()
-    render_job_finished.send(sender=RenderJob, job=job)
+def _canceled(job: RenderJob):
+    last_check = 0.0
+
+    def should_cancel() -> bool:
+        nonlocal last_check
+        now = time.monotonic()
+        if now - last_check < 0.5:
+            return False
+        last_check = now
+        return not RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING,
+                                            worker=job.worker, attempts=job.attempts).exists()
+
+    return should_cancel
 
 
 def _render_options(job: RenderJob, spec) -> dict:
@@ -124,58 +162,117 @@ def _render_options(job: RenderJob, spec) -> dict:
     return options
 
 
-def render_job_execute(*, job_id: uuid.UUID | str) -> None:
-    """Runs one job to completion. Safe to call twice: a job that is not queued is skipped."""
-    from engine.errors import EngineError, SpecError
-    from engine.spec import RenderSpec
-
-    from .engine_host import get_engine
-
-    job = _claim(job_id)
-    if job is None:
-        return
-    started = time.monotonic()
-    try:
-        spec = RenderSpec.from_dict(resolve_asset_refs(job.spec))
-        images = get_engine().render(spec, on_progress=_progress_writer(job),
-                                     **_render_options(job, spec))
-    except SpecError as exc:
-        _fail(job, code="invalid_spec", message=f"{exc.field}: {exc.message}")
-        return
-    except EngineError as exc:
-        logger.error("render job %s failed in the engine: %s", job.id, type(exc).__name__)
-        _fail(job, code="engine_error", message=str(exc))
-        return
-    except Exception:
-        logger.exception("render job %s failed unexpectedly", job.id)
-        _fail(job, code="internal_error", message="The render failed because of an internal error.")
-        return
-
+def _store_outputs(job: RenderJob, images, steps: int) -> None:
     stored: list[str] = []
     try:
         with transaction.atomic():
+            owned = RenderJob.objects.select_for_update().filter(
+                pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts)
+            if not owned.exists():
+                raise LeaseLost()
             for index, image in enumerate(images):
                 name = default_storage.save(
-                    f"renders/{job.id}/{index}-{image.seed}.png", ContentFile(image.png_bytes)
-                )
+                    f"renders/{job.id}/{index}-{image.seed}.png", ContentFile(image.png_bytes))
                 stored.append(name)
                 RenderOutput.objects.create(
                     job=job, index=index, storage_name=name, width=image.width,
                     height=image.height, seed=image.seed, likeness=image.likeness,
-                    sha256=hashlib.sha256(image.png_bytes).hexdigest(),
-                )
-            RenderJob.objects.filter(pk=job.pk).update(
-                status=JobStatus.SUCCEEDED, finished_at=timezone.now(),
-                progress_step=spec.steps, progress_total=spec.steps,
-            )
+                    sha256=hashlib.sha256(image.png_bytes).hexdigest())
+            owned.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(),
+                         progress_step=steps, progress_total=steps, lease_expires_at=None)
+            _announce(job)
     except Exception:
-        # No half-stored result: remove what reached storage, record the failure.
+        # No half-stored result: remove what reached storage.
         for name in stored:
             default_storage.delete(name)
-        logger.exception("render job %s: storing results failed", job.id)
-        _fail(job, code="storage_error", message="The result could not be stored.")
+        raise
+
+
+def _run_render(job: RenderJob) -> None:
+    from engine.errors import EngineError, RenderCanceled, SpecError
+    from engine.spec import RenderSpec
+
+    from .engine_host import get_engine
+
+    started = time.monotonic()
+    try:
+        spec = RenderSpec.from_dict(resolve_asset_refs(job.spec))
+        images = get_engine().render(spec, on_progress=_progress_writer(job),
+                                     should_cancel=_canceled(job), **_render_options(job, spec))
+    except RenderCanceled:
+        logger.info("job %s stopped: canceled or lease lost", job.id)
         return
-    logger.info("render job %s succeeded in %.2fs (%d images)", job.id,
-                time.monotonic() - started, len(images))
-    job.refresh_from_db()
-    render_job_finished.send(sender=RenderJob, job=job)
+    except SpecError as exc:
+        _fail_running(job, code="invalid_spec", message=f"{exc.field}: {exc.message}")
+        return
+    except EngineError as exc:
+        logger.error("job %s failed in the engine: %s", job.id, type(exc).__name__)
+        _fail_running(job, code="engine_error", message=f"{exc} You were not charged.")
+        return
+    except FileNotFoundError:
+        _fail_running(job, code="asset_missing",
+                      message="A control image is missing. You were not charged.")
+        return
+    try:
+        _store_outputs(job, images, spec.steps)
+    except LeaseLost:
+        logger.warning("job %s: lease lost before storing; result discarded", job.id)
+        return
+    except Exception:
+        logger.exception("job %s: storing results failed", job.id)
+        _fail_running(job, code="storage_error",
+                      message="The result could not be stored. You were not charged.")
+        return
+    logger.info("job %s succeeded in %.2fs (%d images)", job.id, time.monotonic() - started,
+                len(images))
+
+
+def _run_training(job: RenderJob) -> None:
+    from avatars.services import avatar_train_execute
+
+    outcome = avatar_train_execute(avatar_id=str(job.avatar_id), job=job)
+    with transaction.atomic():
+        owned = RenderJob.objects.select_for_update().filter(
+            pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts)
+        if not owned.exists():
+            return
+        if outcome.succeeded:
+            owned.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(),
+                         lease_expires_at=None)
+            _announce(job)
+        else:
+            job_finished_without_running(job, status=JobStatus.FAILED, code=outcome.code,
+                                         message=outcome.reason)
+
+
+def execute_job(job: RenderJob) -> None:
+    """Runs a job this worker has claimed, renewing its lease until it is done."""
+    with dispatch.LeaseKeeper(job):
+        try:
+            if job.lane == Lane.TRAINING:
+                _run_training(job)
+            else:
+                _run_render(job)
+        except Exception:
+            logger.exception("job %s crashed", job.id)
+            _fail_running(job, code="internal_error",
+                          message="The job failed because of an internal error. "
+                                  "You were not charged.")
+
+
+def dispatch_once(*, lane: str, worker: str) -> RenderJob | None:
+    """Claims the next job of `lane` by the fair policy and runs it. None if none waited."""
+    dispatch.heartbeat(worker=worker, lanes=lane)
+    job = dispatch.claim_next(lane=lane, worker=worker)
+    if job is None:
+        return None
+    execute_job(job)
+    dispatch.heartbeat(worker=worker, lanes=lane)
+    return job
+
+
+def render_job_execute(*, job_id: uuid.UUID | str, worker: str = "direct") -> None:
+    """Runs one specific job if it is still queued (a no-op otherwise)."""
+    job = dispatch.claim_job(job_id=job_id, worker=worker)
+    if job is not None:
+        execute_job(job)

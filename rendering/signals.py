@@ -3,5 +3,6 @@ by the rendering app."""
 
 from django.dispatch import Signal
 
-# Sent after a job reaches a terminal state, outside the job's transaction. kwargs: job.
+# Sent when a job reaches a terminal state, inside the transaction that records it (so a
+# receiver's writes commit atomically with it). Receivers must not do slow I/O. kwargs: job.
 render_job_finished = Signal()

@@ -1,10 +1,18 @@
-"""Celery tasks stay thin: they carry a job id and call a service."""
+"""Thin Celery tasks. Messages are dispatch tokens: they carry a lane name, never a payload."""
 
 from celery import shared_task
 
+from . import dispatch as dispatching
 from . import services
 
 
-@shared_task(name="rendering.tasks.run_render_job")
-def run_render_job(job_id: str) -> None:
-    services.render_job_execute(job_id=job_id)
+@shared_task(name="rendering.tasks.dispatch", bind=True)
+def dispatch(self, lane: str) -> str | None:
+    """Claims the next job of `lane` by the fair policy and runs it; a no-op if none waits."""
+    job = services.dispatch_once(lane=lane, worker=self.request.hostname or "worker")
+    return str(job.pk) if job else None
+
+
+@shared_task(name="rendering.tasks.maintenance_sweep")
+def maintenance_sweep() -> dict:
+    return dispatching.sweep()

@@ -597,7 +597,8 @@ def published_templates() -> QuerySet[Template]:
 class CatalogListView(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(summary="Published templates (no prompts, no assets)",
+    @extend_schema(operation_id="catalog_templates_list",
+                   summary="Published templates (no prompts, no assets)",
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         templates = published_templates()

@@ -260,8 +260,6 @@ AVATAR_MAX_IN_FLIGHT = env.int("AVATAR_MAX_IN_FLIGHT", default=2)
 AVATAR_RETENTION_DAYS = env.int("AVATAR_RETENTION_DAYS", default=30)
 AVATAR_DELETION_NOTICE_DAYS = env.int("AVATAR_DELETION_NOTICE_DAYS", default=3)
 PHOTO_HARD_LIMIT_HOURS = env.int("PHOTO_HARD_LIMIT_HOURS", default=24)
-AVATAR_TRAINING_LEASE_S = env.int("AVATAR_TRAINING_LEASE_S", default=120)
-AVATAR_TRAINING_MAX_ATTEMPTS = env.int("AVATAR_TRAINING_MAX_ATTEMPTS", default=3)
 _tiny = ENGINE_PROFILE == "tiny"
 AVATAR_TRAINING_STEPS = env.int("AVATAR_TRAINING_STEPS", default=20 if _tiny else 400)
 AVATAR_TRAINING_RESOLUTION = env.int("AVATAR_TRAINING_RESOLUTION", default=64 if _tiny else 512)
@@ -274,10 +272,34 @@ CONTENT_SAFETY_CHECKER = env.str("CONTENT_SAFETY_CHECKER", default="none")
 DATA_UPLOAD_MAX_NUMBER_FILES = AVATAR_MAX_PHOTOS + 2
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# --- The queue of record -----------------------------------------------------------------------
+JOB_LEASE_S = env.float("JOB_LEASE_S", default=60.0)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+TOKEN_RESEND_S = env.float("TOKEN_RESEND_S", default=30.0)
+WORKER_LIVE_S = env.float("WORKER_LIVE_S", default=120.0)
+SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", default=15.0)
+# /metrics: if set, scrapers must send `Authorization: Bearer <token>`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Signed output links live this long (seconds); outputs are visible only to their owner.
+OUTPUT_URL_TTL_S = env.int("OUTPUT_URL_TTL_S", default=300)
+# Server-sent event streams end after this long; clients reconnect (the stream says so).
+SSE_MAX_SECONDS = env.float("SSE_MAX_SECONDS", default=55.0)
+# Generations included with each trained avatar; beyond this each costs a generation credit.
+AVATAR_GENERATION_ALLOWANCE = env.int("AVATAR_GENERATION_ALLOWANCE", default=50)
+# Credits are required for training and extra generations (partners grant them).
+ENTITLEMENTS_ENFORCED = env.bool("ENTITLEMENTS_ENFORCED", default=True)
+# Before enough history exists, ETAs use these per-kind guesses (seconds).
+JOB_DEFAULT_SECONDS = {"generation": 8.0, "refinement": 8.0, "preview": 3.0,
+                       "test_render": 2.0, "training": 60.0}
+
 CELERY_BEAT_SCHEDULE = {
     "retention-sweep": {
         "task": "avatars.tasks.maintenance_retention_sweep",
         "schedule": env.int("RETENTION_SWEEP_INTERVAL_S", default=15 * 60),
+    },
+    "queue-sweep": {
+        "task": "rendering.tasks.maintenance_sweep",
+        "schedule": SWEEP_INTERVAL_S,
     },
 }
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from rendering.ops import metrics_view
 from templates_studio.urls import catalog_urlpatterns, studio_urlpatterns
 from workstation.health import HealthView
 from workstation.spa import studio_app
@@ -24,6 +25,7 @@ api_v1 = [
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/studio/", include(studio_urlpatterns)),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("studio/", studio_app, name="studio"),
     re_path(r"^studio/(?P<path>.*)$", studio_app),

@@ -24,6 +24,9 @@ def test_consent_upload_train_export_erase(celery_worker, consumer_key, settings
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_key('partner')}",
                        HTTP_X_END_USER="user-7")
 
+    grant = client.post("/api/v1/credits/grants", {"credit_type": "avatar", "amount": 1},
+                        format="json", HTTP_IDEMPOTENCY_KEY="order-1001")
+    assert grant.status_code == 201
     current = client.get("/api/v1/consent/current").json()
     consent = client.post("/api/v1/consents", {
         "agreement_hash": current["hash"], "items": [i["key"] for i in current["items"]],
@@ -50,6 +53,9 @@ def test_consent_upload_train_export_erase(celery_worker, consumer_key, settings
 
     archive = zipfile.ZipFile(io.BytesIO(client.get("/api/v1/me/export").content))
     assert avatar_id in archive.read("export.json").decode()
+
+    credits = client.get("/api/v1/credits").json()
+    assert credits["balances"]["avatar"] == 0  # charged once for one trained avatar
 
     receipt = client.post("/api/v1/me/erase").json()
     assert receipt["counts"]["avatars"] == 1

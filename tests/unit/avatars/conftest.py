@@ -18,13 +18,32 @@ def consumer(api, consumer_key):
 
     default_key = consumer_key("partner-a")
 
-    def make(end_user: str, key: str | None = None) -> APIClient:
+    def make(end_user: str, key: str | None = None, credits: bool = True) -> APIClient:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key or default_key}",
                            HTTP_X_END_USER=end_user)
+        if credits:
+            grant_credits(client)
         return client
 
     return make
+
+
+def grant_credits(client, avatar: int = 5, generation: int = 10) -> None:
+    for credit_type, amount in (("avatar", avatar), ("generation", generation)):
+        response = client.post("/api/v1/credits/grants",
+                               {"credit_type": credit_type, "amount": amount},
+                               format="json", HTTP_IDEMPOTENCY_KEY=f"setup-{credit_type}")
+        assert response.status_code in (200, 201), response.content
+
+
+def train(avatar_id: str) -> None:
+    """Runs the avatar's training job through the real job runner (claim, lease, train)."""
+    from avatars.models import Avatar
+    from rendering.services import render_job_execute
+
+    for job in Avatar.objects.get(pk=avatar_id).jobs.all():
+        render_job_execute(job_id=job.id, worker="test-worker")
 
 
 def give_consent(client) -> str:

@@ -18,7 +18,7 @@ from workstation.accounts.models import EndUser
 
 from ... import photos as P
 from ...storage_utils import list_objects
-from .conftest import give_consent, upload
+from .conftest import give_consent, train, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def make_avatar(consumer):
 def test_training_succeeds_and_photos_are_gone_from_storage(make_avatar, consumer, tiny_models):
     avatar_id = make_avatar()
     assert len(list_objects(f"avatars/{avatar_id}/photos")) == 3
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)
 
     body = consumer("alice").get(f"/api/v1/avatars/{avatar_id}").json()
     assert body["status"] == "ready", body
@@ -60,36 +60,44 @@ def test_training_succeeds_and_photos_are_gone_from_storage(make_avatar, consume
 
 def test_redelivered_training_message_trains_once(make_avatar, tiny_models):
     avatar_id = make_avatar()
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)
     finished = Avatar.objects.get(pk=avatar_id).finished_at
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)  # the same job again: already succeeded, nothing happens
     avatar = Avatar.objects.get(pk=avatar_id)
     assert avatar.attempts == 1 and avatar.finished_at == finished
+    assert avatar.jobs.get().status == "succeeded"
 
 
-def test_live_lease_blocks_a_duplicate_but_an_expired_one_resumes(make_avatar, tiny_models):
+def test_dead_workers_lease_expires_and_the_job_runs_again(make_avatar, tiny_models):
+    from rendering import dispatch
+    from rendering.models import JobStatus
+
     avatar_id = make_avatar()
-    Avatar.objects.filter(pk=avatar_id).update(
-        status=AvatarStatus.TRAINING, attempts=1,
-        lease_expires_at=timezone.now() + timedelta(minutes=5))
-    services.avatar_train_execute(avatar_id=avatar_id)
-    assert Avatar.objects.get(pk=avatar_id).status == AvatarStatus.TRAINING  # left alone
+    job = Avatar.objects.get(pk=avatar_id).jobs.get()
+    claimed = dispatch.claim_next(lane="training", worker="doomed")
+    assert claimed.pk == job.pk  # the doomed worker "dies" here, holding the lease
+    assert dispatch.sweep()["requeued"] == 0  # a live lease is left alone
 
-    Avatar.objects.filter(pk=avatar_id).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1))  # the worker died
-    services.avatar_train_execute(avatar_id=avatar_id)
-    avatar = Avatar.objects.get(pk=avatar_id)
-    assert avatar.status == AvatarStatus.READY and avatar.attempts == 2
+    type(job).objects.filter(pk=job.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert dispatch.sweep()["requeued"] == 1
+    train(avatar_id)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
+    assert Avatar.objects.get(pk=avatar_id).status == AvatarStatus.READY
 
 
 def test_training_failure_deletes_photos_and_records_reason(make_avatar, tiny_models, settings):
     avatar_id = make_avatar()
     settings.AVATAR_TRAINING_RANK = 0  # an invalid recipe: the engine refuses it
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)
     avatar = Avatar.objects.get(pk=avatar_id)
     assert avatar.status == AvatarStatus.FAILED
     assert avatar.failure_code == "training_error" and "not charged" in avatar.failure_reason
     assert list_objects(f"avatars/{avatar_id}") == []
+    from rendering.entitlements import balance
+
+    assert balance(end_user=avatar.end_user, credit_type="avatar") == 5  # refunded
 
 
 def test_scoping_second_client_and_second_end_user_get_404(make_avatar, consumer,
@@ -122,7 +130,7 @@ def test_studio_users_cannot_reach_consumer_data(make_avatar, signed_in, make_us
 
 def test_delete_avatar_removes_objects_and_row(make_avatar, consumer, tiny_models):
     avatar_id = make_avatar()
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)
     assert consumer("alice").delete(f"/api/v1/avatars/{avatar_id}").status_code == 204
     assert not Avatar.objects.filter(pk=avatar_id).exists()
     assert list_objects(f"avatars/{avatar_id}") == []
@@ -130,7 +138,7 @@ def test_delete_avatar_removes_objects_and_row(make_avatar, consumer, tiny_model
 
 def test_export_holds_metadata_consents_and_generated_images(make_avatar, consumer, tiny_models):
     avatar_id = make_avatar()
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)
     end_user = EndUser.objects.get(external_ref="alice")
     job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={})
     name = default_storage.save(f"renders/{job.id}/0.png", io.BytesIO(P.png(P.astronaut())))
@@ -153,7 +161,7 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     make_avatar, consumer, tiny_models, tmp_path
 ):
     ready_id = make_avatar()
-    services.avatar_train_execute(avatar_id=ready_id)
+    train(ready_id)
     queued_id = make_avatar()  # photos still stored
     end_user = EndUser.objects.get(external_ref="alice")
     job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1})
@@ -207,7 +215,7 @@ def test_withdrawing_consent_erases_its_avatars(make_avatar, consumer):
 
 def test_retention_notice_then_deletion_and_photo_hard_limit(make_avatar, tiny_models):
     ready_id = make_avatar()
-    services.avatar_train_execute(avatar_id=ready_id)
+    train(ready_id)
     stuck_id = make_avatar("bob")
     now = timezone.now()
 
@@ -231,7 +239,7 @@ def test_retention_notice_then_deletion_and_photo_hard_limit(make_avatar, tiny_m
 
 def test_master_key_rotation_rewraps_data_keys(make_avatar, settings, tiny_models):
     avatar_id = make_avatar()
-    services.avatar_train_execute(avatar_id=avatar_id)
+    train(avatar_id)
     before = services.avatar_reference_embedding(avatar=Avatar.objects.get(pk=avatar_id))
     old = settings.DATA_MASTER_KEYS
     settings.DATA_MASTER_KEYS = f"{crypto.new_master_key_entry('k2')},{old}"

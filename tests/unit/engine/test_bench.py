@@ -5,7 +5,9 @@ from pathlib import Path
 
 from engine.__main__ import main
 
-SECTIONS = ("throughput", "unet", "training", "adapter_switch", "mixed_batch", "memory")
+SECTIONS = (
+    "throughput", "unet", "training", "adapter_switch", "mixed_batch", "batch_render", "memory"
+)
 
 
 def test_bench_tiny_writes_every_section(tmp_path: Path, capsys):
@@ -30,8 +32,12 @@ def test_bench_tiny_writes_every_section(tmp_path: Path, capsys):
     switch = report["adapter_switch"]
     assert all(switch[k] > 0 for k in ("from_disk_s", "from_ram_s", "hotswap_s"))
     assert report["mixed_batch"]["status"] == "ok" and report["mixed_batch"]["adapters"] == 2
+    batched = report["batch_render"]
+    assert batched["status"] == "ok" and batched["requests"] == 2
+    assert batched["batch_images_per_s"] > 0 and batched["sequential_images_per_s"] > 0
+    assert batched["max_pixel_diff"] <= 1  # the batch equals the single renders up to rounding
     table = capsys.readouterr().out
-    assert "images/s" in table and "hot-swap" in table and f"wrote {out}" in table
+    assert "images/s" in table and "hot-swap" in table and "render_batch" in table and f"wrote {out}" in table
 
 
 def test_bench_rejects_bad_batch_sizes(capsys):

@@ -1,0 +1,282 @@
+"""Fair dispatch over the queue of record.
+
+Policy, per lane (render, training): priority classes first (consumers before designer
+previews before operator test renders); inside a class, round-robin between owners (the
+owner served longest ago goes next); inside an owner, first in first out. Celery messages are
+dispatch tokens for a lane: the receiving worker claims the next job by this policy with
+SELECT ... FOR UPDATE SKIP LOCKED, so two workers never claim the same job, a duplicate token
+finds nothing, and a lost token is re-sent by the sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, Q
+from django.utils import timezone
+
+from .models import (
+    KIND_LANE,
+    KIND_PRIORITY,
+    JobStatus,
+    OwnerTurn,
+    RenderJob,
+    WorkerHeartbeat,
+)
+
+logger = logging.getLogger(__name__)
+
+def owner_key_for(*, user=None, end_user=None) -> str:
+    return f"eu:{end_user.pk}" if end_user is not None else f"u:{user.pk}"
+
+
+def prepare_job(job: RenderJob) -> RenderJob:
+    """Fills the dispatch fields of a new job from its kind and owner."""
+    job.lane = KIND_LANE[job.kind]
+    job.priority = KIND_PRIORITY[job.kind]
+    if not job.owner_key:
+        job.owner_key = owner_key_for(user=job.created_by, end_user=job.end_user)
+    job.max_attempts = settings.JOB_MAX_ATTEMPTS
+    return job
+
+
+def send_token(lane: str) -> None:
+    """Sends one dispatch token for `lane` once the current transaction commits."""
+    from .tasks import dispatch
+
+    def send() -> None:
+        dispatch.apply_async(args=[lane], queue=lane)
+
+    transaction.on_commit(send)
+
+
+# --- Claiming ----------------------------------------------------------------------------------------
+
+def _skip_locked(queryset):
+    return queryset.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
+
+
+def _owner_order(lane: str, priority: int, queued) -> list[str]:
+    """Owners with queued jobs in this class, the least recently served first."""
+    owners = dict(queued.filter(priority=priority).values_list("owner_key")
+                  .annotate(first=Min("created_at")).values_list("owner_key", "first"))
+    turns = dict(OwnerTurn.objects.filter(lane=lane, priority=priority,
+                                          owner_key__in=list(owners))
+                 .values_list("owner_key", "last_served_at"))
+    epoch = timezone.make_aware(datetime(2000, 1, 1))
+    return sorted(owners, key=lambda o: (turns.get(o, epoch), owners[o]))
+
+
+def claim_next(*, lane: str, worker: str) -> RenderJob | None:
+    """Claims the next job of `lane` by the fair policy; None when nothing is waiting."""
+    now = timezone.now()
+    abort_expired(now=now)
+    with transaction.atomic():
+        queued = RenderJob.objects.filter(lane=lane, status=JobStatus.QUEUED)
+        for priority in sorted(set(queued.values_list("priority", flat=True))):
+            for owner in _owner_order(lane, priority, queued):
+                job = _skip_locked(queued.filter(priority=priority, owner_key=owner)
+                                   .order_by("created_at")).first()
+                if job is None:
+                    continue  # another worker holds this owner's next job; try the next owner
+                _start(job, worker=worker, now=now)
+                OwnerTurn.objects.update_or_create(
+                    lane=lane, priority=priority, owner_key=owner,
+                    defaults={"last_served_at": now})
+                return job
+    return None
+
+
+def claim_job(*, job_id, worker: str) -> RenderJob | None:
+    """Claims one specific job if it is still queued (direct runs and tests)."""
+    with transaction.atomic():
+        job = RenderJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != JobStatus.QUEUED:
+            return None
+        _start(job, worker=worker, now=timezone.now())
+        return job
+
+
+def _start(job: RenderJob, *, worker: str, now) -> None:
+    job.status = JobStatus.RUNNING
+    job.started_at = now
+    job.attempts += 1
+    job.worker = worker
+    job.lease_expires_at = now + timedelta(seconds=settings.JOB_LEASE_S)
+    job.save(update_fields=["status", "started_at", "attempts", "worker", "lease_expires_at"])
+    logger.info("job %s claimed by %s (attempt %d)", job.id, worker, job.attempts)
+
+
+# --- Leases ------------------------------------------------------------------------------------------
+
+def renew_lease(job: RenderJob) -> bool:
+    """Extends the lease if this worker still holds it. False = the lease was lost."""
+    return bool(RenderJob.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts,
+    ).update(lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_S)))
+
+
+class LeaseKeeper:
+    """Renews a running job's lease from a background thread while the job works, so a long
+    model load or a slow step never looks like a dead worker."""
+
+    def __init__(self, job: RenderJob):
+        self.job = job
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"lease-{job.pk}")
+
+    def _run(self) -> None:
+        interval = max(settings.JOB_LEASE_S / 3, 0.2)
+        try:
+            while not self._stop.wait(interval):
+                if not renew_lease(self.job):
+                    self.lost = True
+                    return
+                heartbeat(worker=self.job.worker, lanes=self.job.lane, job=self.job)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def heartbeat(*, worker: str, lanes: str, job: RenderJob | None = None) -> None:
+    WorkerHeartbeat.objects.update_or_create(
+        name=worker, defaults={"lanes": lanes, "last_seen": timezone.now(),
+                               "current_job": job.pk if job else None})
+
+
+def live_workers(lane: str | None = None) -> int:
+    since = timezone.now() - timedelta(seconds=settings.WORKER_LIVE_S)
+    workers = WorkerHeartbeat.objects.filter(last_seen__gte=since)
+    if lane:
+        workers = workers.filter(lanes__contains=lane)
+    return workers.count()
+
+
+# --- Sweeper ------------------------------------------------------------------------------------------
+
+def abort_expired(*, now=None) -> int:
+    """Queued jobs whose Cancel-After deadline passed are aborted (and refunded)."""
+    from .services import job_finished_without_running
+
+    now = now or timezone.now()
+    aborted = 0
+    for job in RenderJob.objects.filter(status=JobStatus.QUEUED, deadline_at__lt=now):
+        with transaction.atomic():
+            locked = RenderJob.objects.select_for_update().filter(
+                pk=job.pk, status=JobStatus.QUEUED).first()
+            if locked is None:
+                continue
+            job_finished_without_running(locked, status=JobStatus.ABORTED, code="deadline",
+                                         message="The Cancel-After deadline passed before the "
+                                                 "job started. You were not charged.")
+            aborted += 1
+    return aborted
+
+
+def sweep(*, now=None) -> dict[str, int]:
+    """Recovers from dead workers and a lost broker. Safe to run anywhere, any number of times.
+
+    - a running job whose lease expired goes back to the queue (attempt count kept), or fails
+      (refunded) after its last attempt;
+    - queued jobs whose token is older than TOKEN_RESEND_S get a new token (messages lost in a
+      broker flush or restart are re-sent; surplus tokens are harmless no-ops);
+    - deadlines are enforced.
+    """
+    from .services import job_finished_without_running
+
+    now = now or timezone.now()
+    counts = {"requeued": 0, "failed": 0, "tokens": 0, "aborted": abort_expired(now=now)}
+    expired = RenderJob.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    for job in expired:
+        with transaction.atomic():
+            locked = RenderJob.objects.select_for_update().filter(
+                pk=job.pk, status=JobStatus.RUNNING, lease_expires_at__lt=now).first()
+            if locked is None:
+                continue
+            logger.warning("job %s: lease of %s expired (attempt %d)", locked.pk,
+                           locked.worker, locked.attempts)
+            if locked.attempts >= locked.max_attempts:
+                job_finished_without_running(
+                    locked, status=JobStatus.FAILED, code="worker_lost",
+                    message="The job was interrupted too many times. You were not charged.")
+                counts["failed"] += 1
+            else:
+                RenderJob.objects.filter(pk=locked.pk).update(
+                    status=JobStatus.QUEUED, worker="", lease_expires_at=None, token_sent_at=None,
+                    progress_step=0)
+                counts["requeued"] += 1
+    stale = now - timedelta(seconds=settings.TOKEN_RESEND_S)
+    waiting = RenderJob.objects.filter(status=JobStatus.QUEUED).filter(
+        Q(token_sent_at__isnull=True) | Q(token_sent_at__lt=stale))
+    for lane, count in waiting.values_list("lane").annotate(n=Count("pk")).values_list("lane", "n"):
+        for _ in range(count):
+            send_token(lane)
+        counts["tokens"] += count
+    waiting.update(token_sent_at=now)
+    return counts
+
+
+# --- Position and ETA --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QueueEstimate:
+    position: int  # jobs that will start before this one
+    eta_seconds: float
+
+
+def average_seconds(kind: str) -> float:
+    """Rolling mean run time of the last 50 finished jobs of a kind (cached for 10 s)."""
+    key = f"job-seconds:{kind}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    recent = RenderJob.objects.filter(kind=kind, status=JobStatus.SUCCEEDED,
+                                      started_at__isnull=False).order_by("-finished_at")[:50]
+    mean = RenderJob.objects.filter(pk__in=list(recent.values_list("pk", flat=True))).aggregate(
+        mean=Avg(duration))["mean"]
+    seconds = mean.total_seconds() if mean else settings.JOB_DEFAULT_SECONDS.get(kind, 10.0)
+    cache.set(key, seconds, 10)
+    return seconds
+
+
+def queue_estimate(job: RenderJob) -> QueueEstimate | None:
+    """Where `job` stands under the fair policy, and when it should start.
+
+    Ahead of it: every queued job of a higher class; in its class, its owner's older jobs, and
+    from each other owner at most as many jobs as rounds it waits (one more for owners whose
+    turn comes before its owner's).
+    """
+    if job.status != JobStatus.QUEUED:
+        return None
+    queued = RenderJob.objects.filter(lane=job.lane, status=JobStatus.QUEUED)
+    higher = queued.filter(priority__lt=job.priority).count()
+    mine_ahead = queued.filter(owner_key=job.owner_key, priority=job.priority,
+                               created_at__lt=job.created_at).count()
+    order = _owner_order(job.lane, job.priority, queued)
+    my_turn = order.index(job.owner_key) if job.owner_key in order else len(order)
+    per_owner = dict(queued.filter(priority=job.priority).exclude(owner_key=job.owner_key)
+                     .values_list("owner_key").annotate(n=Count("pk")).values_list("owner_key", "n"))
+    others = sum(min(n, mine_ahead + (1 if order.index(owner) < my_turn else 0))
+                 for owner, n in per_owner.items())
+    position = higher + mine_ahead + others
+    running = RenderJob.objects.filter(lane=job.lane, status=JobStatus.RUNNING).count()
+    workers = max(live_workers(job.lane), 1)
+    per_job = average_seconds(job.kind)
+    eta = (position + running) / workers * per_job
+    return QueueEstimate(position=position, eta_seconds=round(eta, 1))
