@@ -105,8 +105,6 @@ def refund_unsuccessful_jobs(sender, job: RenderJob, **kwargs) -> None:
         return
     if job.status == JobStatus.CANCELED and job.started_at is not None:
         return  # the user stopped a job that was already using the GPU
-    if job.status == JobStatus.FAILED and job.error_code == "invalid_spec":
-        return
     refund = refund_job(job=job, note=f"{job.status}: {job.error_message}")
     if refund is not None:
         logger.info("job %s refunded (%s)", job.pk, job.status)

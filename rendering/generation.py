@@ -102,7 +102,9 @@ def generation_refine(*, end_user: EndUser, parent: RenderJob, idempotency_key: 
         raise ConflictError("The avatar or template of this generation is no longer available.")
     spec = dict(parent.spec)
     spec["refine_level"] = int(spec.get("refine_level", 0)) + 1
-    spec.setdefault("face_refine", {})
+    # The face pass needs at least one denoising step at its default strength (0.35).
+    if spec.get("steps", 0) * 0.35 >= 1:
+        spec.setdefault("face_refine", {})
     return _create(end_user=end_user, kind=JobKind.REFINEMENT, spec=spec,
                    template=parent.template, avatar=avatar, idempotency_key=idempotency_key,
                    cancel_after_s=cancel_after_s, parent=parent)

@@ -51,3 +51,33 @@ def ready_test_avatar(*, name: str = "Panel", gender: str = "female", age_band: 
         ContentFile(crypto.encrypt_blob(lora, data_key=key, owner_id=owner, purpose="lora")))
     avatar.save()
     return avatar
+
+
+def ready_consumer_avatar(*, end_user):
+    """A ready avatar of a consumer end user (with a consent record), trained once per session."""
+    from avatars import consent as agreement
+    from avatars.models import Avatar, ConsentRecord
+
+    record = ConsentRecord.objects.create(
+        end_user=end_user, agreement_version=agreement.AGREEMENT_VERSION,
+        agreement_hash=agreement.agreement_hash(), text_shown=agreement.agreement_text(),
+        items=["face_processing", "identity_check"], age_confirmation="adult")
+    test_avatar = ready_test_avatar()
+    Avatar.objects.filter(pk=test_avatar.pk).update(is_test_avatar=False, end_user=end_user,
+                                                    consent=record)
+    return Avatar.objects.get(pk=test_avatar.pk)
+
+
+def published_template(*, owner, **spec_changes):
+    """A template whose first revision is live (workflow state set directly for test setup;
+    the review workflow itself is tested in tests/unit/templates_studio)."""
+    from templates_studio.models import Template, TemplateStatus
+    from templates_studio.services import template_create
+
+    spec = {"prompt": "{subject}, business portrait", "seeds": [1], "steps": 4,
+            "candidates": 2, "keep": 1, **spec_changes}
+    template = template_create(user=owner, title="Headshot", category="business", tags=[],
+                               spec=spec)
+    Template.objects.filter(pk=template.pk).update(
+        status=TemplateStatus.PUBLISHED, live_revision=template.revisions.get())
+    return Template.objects.get(pk=template.pk)
