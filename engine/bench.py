@@ -20,6 +20,10 @@ or ``skipped: <reason>``):
   file + load), from RAM (load a state dict), hot-swap into `engine.adapters.AvatarSlot`.
 - ``mixed_batch``: N requests for N different avatars, one image each: one mixed-adapter batch
   (`engine.adapters.per_sample_adapters`) vs N single-image batches with a hot-swap in between.
+- ``batch_render``: N render requests of N different users (avatars), one image each, through
+  the engine: one `Engine.render_batch` call (avatars loaded per sample for the call, PNG
+  encoding included) vs N sequential `Engine.render` calls (a hot-swap before each); also the
+  largest pixel difference between the two (batched kernels may round differently).
 - ``memory``: peak RSS of the process (CPU) and ``torch.cuda.max_memory_allocated`` (CUDA).
 
 On CUDA the speed options are bf16 (unless ``--dtype``), SDPA attention (diffusers' default on
@@ -63,7 +67,9 @@ BF16_PEAK_TFLOPS = {
     "A10": 125.0,
     "RTX 4090": 165.2,
 }
-SECTIONS = ("throughput", "unet", "training", "adapter_switch", "mixed_batch", "memory")
+SECTIONS = (
+    "throughput", "unet", "training", "adapter_switch", "mixed_batch", "batch_render", "memory"
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -313,6 +319,64 @@ def bench_mixed(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], *, step
     }
 
 
+def bench_batch_render(engine: Engine, loras: Sequence[dict[str, torch.Tensor]], *, steps: int,
+                       size: int, guidance: float, sampler: str | None, device: torch.device,
+                       repeats: int = 1) -> dict[str, Any]:
+    if not hasattr(engine, "render_batch"):
+        return {"status": "unavailable (Engine.render_batch missing)"}
+    count = len(loras)
+    if count < 2:
+        return {"status": "skipped: needs a largest batch size of at least 2"}
+    from engine.loras import AvatarLora
+
+    avatars = {
+        f"bench-user-{i}": AvatarLora(f"bench-user-{i}", lora, trigger="sks person", revision="1")
+        for i, lora in enumerate(loras)
+    }
+    specs = [
+        RenderSpec(prompt="{subject}, business portrait", seed=100 + i, avatar={"id": avatar_id},
+                   steps=steps, guidance=guidance, width=size, height=size, sampler=sampler)
+        for i, avatar_id in enumerate(avatars)
+    ]
+
+    def batched() -> list[Any]:
+        return engine.render_batch(specs, avatar_source=avatars.__getitem__)
+
+    def sequential() -> list[Any]:
+        return [engine.render(spec, avatar_source=avatars.__getitem__) for spec in specs]
+
+    batched()  # warm-up of both paths (and compilation at this shape)
+    sequential()
+    batch_times, sequential_times = [], []
+    for _ in range(max(1, repeats)):
+        seconds, batch = _timed(batched, device)
+        batch_times.append(seconds)
+        seconds, singles = _timed(sequential, device)
+        sequential_times.append(seconds)
+    batch_s, sequential_s = statistics.median(batch_times), statistics.median(sequential_times)
+
+    def pixels(data: bytes) -> np.ndarray:
+        import io
+
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+    diff = max(
+        int(np.abs(pixels(b[0].png_bytes) - pixels(s[0].png_bytes)).max())
+        for b, s in zip(batch, singles, strict=True)
+    )
+    return {
+        "status": "ok",
+        "requests": count,
+        "avatars": count,
+        "batch_seconds": batch_s,
+        "sequential_seconds": sequential_s,
+        "batch_images_per_s": count / batch_s,
+        "sequential_images_per_s": count / sequential_s,
+        "speedup": sequential_s / batch_s,
+        "max_pixel_diff": diff,
+    }
+
+
 def memory(device: torch.device) -> dict[str, Any]:
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if sys.platform == "darwin":
@@ -451,6 +515,11 @@ def _run_bench(
         log("adapter switch measured")
         report["mixed_batch"] = bench_mixed(pipeline, loras[: max(batch_sizes)], steps=steps,
                                             size=size, guidance=guidance, device=torch_device)
+        report["batch_render"] = bench_batch_render(
+            engine, loras[: max(batch_sizes)], steps=steps, size=size, guidance=guidance,
+            sampler=sampler, device=torch_device, repeats=repeats,
+        )
+        log("batch render measured")
         report["memory"] = memory(torch_device)
     report["total_seconds"] = time.perf_counter() - started
     return report
@@ -510,6 +579,16 @@ def format_table(report: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"mixed batch: {mixed['status']}")
+    batched = report.get("batch_render", {"status": "not run"})
+    if batched["status"] == "ok":
+        lines.append(
+            f"render_batch of {batched['requests']} users: "
+            f"{_fmt(batched['batch_images_per_s'])} images/s vs sequential render "
+            f"{_fmt(batched['sequential_images_per_s'])} images/s ({_fmt(batched['speedup'])}x, "
+            f"max pixel diff {batched['max_pixel_diff']})"
+        )
+    else:
+        lines.append(f"render_batch: {batched['status']}")
     mem = report["memory"]
     lines.append(
         f"peak RSS {mem['peak_rss_mb']:.0f} MB"

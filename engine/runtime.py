@@ -59,6 +59,8 @@ _PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Style LoRAs run at this share of their weight during the face pass.
 FACE_PASS_STYLE_FACTOR = 0.5
+# Adapter name, in `Engine.render_batch` with style LoRAs, of the samples without an avatar.
+BATCH_STYLES = "batch_styles"
 
 
 @dataclass(frozen=True)
@@ -521,6 +523,207 @@ class Engine:
                 images = self._refine_faces(spec, modes, avatar, prompt, images, seeds, progress, face_steps)
         progress.finish()
         return self._finish(spec, images, seeds, reference_embedding, label)
+
+    def render_batch(
+        self,
+        specs: Sequence[RenderSpec],
+        *,
+        avatar_source: AvatarSource | None = None,
+        reference_embeddings: Sequence[np.ndarray | None] | None = None,
+        labels: Sequence[LabelOptions | None] | None = None,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> list[list[RenderedImage]]:
+        """Render several compatible specs (e.g. different users') in one pipeline call.
+
+        Every spec must have the same `engine.batching.batch_key` (not None): txt2img, with or
+        without ControlNets, one image each. Sample ``i`` gets spec ``i``'s prompt (with its
+        avatar's trigger), negative prompt, seed (its own CPU generator), control images and
+        avatar LoRA (`engine.adapters.per_sample_adapters`: each distinct avatar and weight is
+        loaded under its own adapter name for the call, specs without an avatar use the base
+        model; with style LoRAs each sample gets its avatar and the styles combined into one
+        adapter, `engine.batching.combined_lora`). Each result therefore equals the spec's
+        own `render` within float tolerance (batched kernels may sum in another order).
+
+        Returns one list per spec, in order, as `render` would return it: scored against
+        ``reference_embeddings[i]`` and labelled with ``labels[i]`` where given (None entries:
+        nothing). ``on_progress`` / ``should_cancel`` work as in `render` over the one pass.
+        The pipeline's adapters (avatar slot, styles, active adapters and weights) are as
+        before the call afterwards, also when it fails or is canceled.
+        """
+        from engine.adapters import loaded_adapters, per_sample_adapters
+        from engine.batching import batch_key
+
+        specs = list(specs)
+        if not specs:
+            return []
+        count = len(specs)
+        references = self._per_spec(reference_embeddings, count, "reference_embeddings")
+        label_list = self._per_spec(labels, count, "labels")
+        key = batch_key(specs[0])
+        for index, spec in enumerate(specs):
+            if batch_key(spec) is None:
+                raise SpecError(
+                    f"specs.{index}",
+                    "cannot be batched (only txt2img or txt2img+ControlNet specs with one image, "
+                    "no lighting, reference or face_refine)",
+                )
+            if batch_key(spec) != key:
+                raise SpecError(
+                    f"specs.{index}",
+                    "is not batch-compatible with specs.0 (base model, size, steps, guidance, "
+                    "sampler, controls and style LoRAs must agree)",
+                )
+        first = specs[0]
+        model = self._base_model(first)
+        modes = self.mode_pipelines(model.key)
+        if should_cancel is not None and should_cancel():
+            raise RenderCanceled("canceled before the first step")
+        avatars = [self._avatar(spec, avatar_source) for spec in specs]
+        prompts = [
+            spec.resolved_prompt(avatar.trigger if avatar else None)
+            for spec, avatar in zip(specs, avatars, strict=True)
+        ]
+        controlnets = [
+            self._controlnet(i, control.kind, control.model, model)
+            for i, control in enumerate(first.controls)
+        ]
+        control_images = [
+            [
+                to_rgb(control.image, f"specs.{j}.controls.{i}.image").resize(
+                    (spec.width, spec.height)
+                )
+                for i, control in enumerate(spec.controls)
+            ]
+            for j, spec in enumerate(specs)
+        ]
+        styles = [
+            (name, float(lora.weight), load)
+            for i, lora in enumerate(first.style_loras)
+            for name, load in [self._style_lora(i, lora)]
+        ]
+        # One adapter per distinct (avatar revision, weight); None: no avatar.
+        sample_keys: list[tuple[str, float] | None] = []
+        by_key: dict[tuple[str, float], AvatarLora] = {}
+        for spec, avatar in zip(specs, avatars, strict=True):
+            if avatar is None or spec.avatar is None:
+                sample_keys.append(None)
+                continue
+            weight = float(min(spec.avatar.weight, MAX_AVATAR_WEIGHT))
+            identity = (f"{avatar.avatar_id}@{avatar.revision}", weight)
+            by_key.setdefault(identity, avatar)
+            sample_keys.append(identity)
+        names = {
+            identity: adapter_name("batch", f"{identity[0]}#{identity[1]!r}") for identity in by_key
+        }
+        progress = _Progress(on_progress, should_cancel, first.steps)
+        pipe = modes.get("txt2img", controlnets)
+        base = modes.base
+        with self._lock:
+            self._ensure_avatar_slot(base)
+            pipe.scheduler = make_scheduler(first.sampler, modes.default_scheduler)
+            loras, sample_names, weights = self._batch_adapters(
+                base, styles, by_key, sample_keys, names
+            )
+            control_kwargs: dict[str, Any] = {}
+            if controls := first.controls:
+                single = len(controls) == 1
+                control_kwargs = {
+                    "image": [images[0] if single else images for images in control_images],
+                    "controlnet_conditioning_scale": (
+                        float(controls[0].conditioning_scale)
+                        if single
+                        else [float(c.conditioning_scale) for c in controls]
+                    ),
+                    "control_guidance_start": [float(c.start) for c in controls],
+                    "control_guidance_end": [float(c.end) for c in controls],
+                }
+            negative = [spec.negative_prompt for spec in specs] if first.negative_prompt else None
+            with (
+                loaded_adapters(base, loras),
+                per_sample_adapters(base, sample_names, weights=weights),
+            ):
+                images = _call(
+                    pipe,
+                    prompt=prompts,
+                    negative_prompt=negative,
+                    num_inference_steps=first.steps,
+                    guidance_scale=float(first.guidance),
+                    width=first.width,
+                    height=first.height,
+                    num_images_per_prompt=1,
+                    generator=[
+                        torch.Generator("cpu").manual_seed(spec.candidate_seeds[0]) for spec in specs
+                    ],
+                    callback_on_step_end=progress.callback(first.steps),
+                    **control_kwargs,
+                )
+        progress.finish()
+        per_spec = zip(specs, images, references, label_list, strict=True)
+        return [
+            self._finish(spec, [image], spec.candidate_seeds, reference, label)
+            for spec, image, reference, label in per_spec
+        ]
+
+    def _ensure_avatar_slot(self, base: DiffusionPipeline) -> None:
+        """Create the pipeline's hot-swap avatar slot before a batch loads its adapters.
+
+        `engine.adapters.AvatarSlot` must exist before any other LoRA is loaded (it cannot be
+        created once peft has wrapped the layers, even after those adapters are unloaded), so
+        a batch on a pipeline without one creates it first, as the first avatar render would.
+        The new slot is disabled: renders without LoRAs stay exactly the base model's.
+        """
+        from engine.loras import SlotLoraManager
+
+        if not isinstance(self.loras, SlotLoraManager) or self.loras.slot(base) is not None:
+            return
+        from engine.adapters import avatar_slot, loaded_adapter_names
+
+        if not loaded_adapter_names(base):
+            avatar_slot(base, max_rank=self.loras.max_rank)
+
+    @staticmethod
+    def _batch_adapters(
+        base: DiffusionPipeline,
+        styles: list[tuple[str, float, Callable[[], Any]]],
+        avatars: dict[tuple[str, float], AvatarLora],
+        sample_keys: list[tuple[str, float] | None],
+        names: dict[tuple[str, float], str],
+    ) -> tuple[dict[str, Any], list[str], dict[str, float] | None]:
+        """(adapters to load by name, the adapter of each sample, per-adapter weights)."""
+        from engine.adapters import BASE_SAMPLE, loaded_adapters
+        from engine.batching import combined_lora
+
+        if not styles:
+            loras = {names[identity]: avatar.state_dict for identity, avatar in avatars.items()}
+            sample_names = [BASE_SAMPLE if k is None else names[k] for k in sample_keys]
+            return loras, sample_names, {names[identity]: identity[1] for identity in avatars}
+        # peft's mixed batch applies one adapter per sample: fold the styles into each
+        # sample's adapter (weights baked in, so every combined adapter runs at weight 1).
+        parts: dict[str, Any] = {}
+        style_parts = []
+        for i, (_name, weight, load) in enumerate(styles):
+            parts[f"batch_part_style_{i}"] = load
+            style_parts.append((f"batch_part_style_{i}", float(weight)))
+        recipes: dict[str, list[tuple[str, float]]] = {}
+        for j, (identity, avatar) in enumerate(avatars.items()):
+            parts[f"batch_part_avatar_{j}"] = avatar.state_dict
+            recipes[names[identity]] = [(f"batch_part_avatar_{j}", identity[1]), *style_parts]
+        sample_names = [BATCH_STYLES if k is None else names[k] for k in sample_keys]
+        if BATCH_STYLES in sample_names:
+            recipes[BATCH_STYLES] = style_parts
+        with loaded_adapters(base, parts):
+            loras = {name: combined_lora(base, recipe) for name, recipe in recipes.items()}
+        return loras, sample_names, None
+
+    @staticmethod
+    def _per_spec(values: Sequence[Any] | None, count: int, field: str) -> list[Any]:
+        if values is None:
+            return [None] * count
+        values = list(values)
+        if len(values) != count:
+            raise SpecError(field, f"must have one entry per spec ({count}), got {len(values)}")
+        return values
 
     def _refine_faces(
         self,

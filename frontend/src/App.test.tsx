@@ -1,4 +1,4 @@
-import { fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { App } from './App';
 import { emptyResponse, errorBody, jsonResponse, stubFetch } from './test/fetchStub';
@@ -41,19 +41,18 @@ describe('Home page', () => {
   });
 
   it.each([
-    ['designer', 'My templates'],
-    ['reviewer', 'Review queue'],
-    ['operator', 'Operations'],
-  ] as const)('shows the %s their own navigation', async (role, label) => {
+    ['designer', ['My templates']],
+    ['reviewer', ['Review queue', 'Catalog order', 'My templates']],
+    ['operator', ['Test avatars', 'Backend dashboard', 'Invitations']],
+  ] as const)('shows the %s their own navigation', async (role, labels) => {
     stubFetch({ 'GET /api/v1/auth/me': () => jsonResponse(200, user(role)) });
     renderAt('/studio/');
     expect((await screen.findByTestId('role')).textContent).toBe(role);
     expect(screen.getByText(/Signed in as/).textContent).toBe(`Signed in as ${role}@example.com`);
     const nav = screen.getByRole('navigation', { name: 'Main' });
     const links = Array.from(nav.querySelectorAll('a')).map((a) => [a.textContent, a.getAttribute('href')]);
-    expect(links).toHaveLength(1);
-    expect(links[0]?.[0]).toBe(label);
-    expect(links[0]?.[1]).toMatch(/^\/studio\//);
+    expect(links.map((l) => l[0])).toEqual(labels);
+    for (const link of links) expect(link[1]).toMatch(/^\/studio\//);
   });
 
   it('signs out and returns to the login page', async () => {
@@ -85,14 +84,26 @@ describe('Home page', () => {
     expect((await screen.findByTestId('role')).textContent).toBe('designer');
     expect(window.location.pathname).toBe('/studio/');
     expect(screen.getByRole('link', { name: 'Portrait Studio' }).getAttribute('href')).toBe('/studio/');
-    expect(screen.getByRole('link', { name: 'My templates' }).getAttribute('href')).toBe('/studio/templates');
+    const nav = screen.getByRole('navigation', { name: 'Main' });
+    expect(within(nav).getByRole('link', { name: 'My templates' }).getAttribute('href')).toBe('/studio/templates');
   });
 
-  it('shows a coming-soon placeholder for the role area', async () => {
+  it('tells a signed-in user when an area is not for their role', async () => {
     stubFetch({ 'GET /api/v1/auth/me': () => jsonResponse(200, user('operator')) });
+    renderAt('/studio/review');
+    expect(await screen.findByRole('heading', { name: 'Not available' })).toBeTruthy();
+    expect(screen.getByText('This area is not available for the operator role.')).toBeTruthy();
+  });
+
+  it('opens the test-avatar panel from the navigation', async () => {
+    stubFetch({
+      'GET /api/v1/auth/me': () => jsonResponse(200, user('operator')),
+      'GET /api/v1/ops/test-avatars': () => jsonResponse(200, { count: 0, next: null, previous: null, results: [] }),
+    });
     renderAt('/studio/');
-    fireEvent.click(await screen.findByRole('link', { name: 'Operations' }));
-    await waitFor(() => expect(window.location.pathname).toBe('/studio/operations'));
-    expect(screen.getByText(/coming soon/i)).toBeTruthy();
+    const nav = await screen.findByRole('navigation', { name: 'Main' });
+    fireEvent.click(within(nav).getByRole('link', { name: 'Test avatars' }));
+    await waitFor(() => expect(window.location.pathname).toBe('/studio/operations/test-avatars'));
+    expect(await screen.findByText('No test avatars yet.')).toBeTruthy();
   });
 });

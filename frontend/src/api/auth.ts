@@ -1,13 +1,8 @@
 import { api } from './client';
+import type { Invitation, Role as RoleType, User as UserType } from './types';
 
-export type Role = 'designer' | 'reviewer' | 'operator';
-
-export interface User {
-  id: number;
-  email: string;
-  display_name: string;
-  role: Role;
-}
+export type Role = RoleType;
+export type User = UserType;
 
 export interface Credentials {
   email: string;
@@ -28,4 +23,19 @@ export function login(credentials: Credentials): Promise<User> {
 
 export function logout(): Promise<void> {
   return api.post<void>('/auth/logout');
+}
+
+export function changePassword(body: { current_password: string; new_password: string }): Promise<void> {
+  return api.post<void>('/auth/password', body);
+}
+
+export function fetchInvitation(token: string, signal?: AbortSignal): Promise<Invitation> {
+  return api.get<Invitation>(`/auth/invitations/${encodeURIComponent(token)}`, signal ? { signal } : undefined);
+}
+
+export function acceptInvitation(
+  token: string,
+  body: { password: string; display_name?: string },
+): Promise<User> {
+  return api.post<User>(`/auth/invitations/${encodeURIComponent(token)}`, body);
 }

@@ -11,6 +11,8 @@
  */
 
 export const API_BASE = '/api/v1';
+/** Studio endpoints live outside /api/v1; pass paths starting with /api/ as they are. */
+export const STUDIO_BASE = '/api/studio';
 export const CSRF_COOKIE = 'csrftoken';
 export const CSRF_HEADER = 'X-CSRFToken';
 
@@ -118,6 +120,21 @@ async function parseBody(response: Response): Promise<unknown> {
   return text;
 }
 
+/** Paths starting with /api/ are used as they are; others are relative to /api/v1. */
+export function resolveUrl(path: string): string {
+  return path.startsWith('/api/') ? path : `${API_BASE}${path}`;
+}
+
+/** Build a query string from defined values ("" when there are none). */
+export function query(params: Record<string, string | number | boolean | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : '';
+}
+
 let csrfRequest: Promise<void> | null = null;
 
 /** Make sure the csrftoken cookie exists (GET /auth/csrf sets it). */
@@ -149,7 +166,10 @@ async function rawRequest<T>(
   const headers: Record<string, string> = { Accept: 'application/json', ...options.headers };
   const init: RequestInit = { method, headers, credentials: 'same-origin' };
   if (options.signal) init.signal = options.signal;
-  if (options.body !== undefined) {
+  if (options.body instanceof FormData) {
+    // The browser sets the multipart boundary itself.
+    init.body = options.body;
+  } else if (options.body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(options.body);
   }
@@ -157,7 +177,7 @@ async function rawRequest<T>(
 
   let response: Response;
   try {
-    response = await fetch(`${API_BASE}${path}`, init);
+    response = await fetch(resolveUrl(path), init);
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err;
     throw new ApiError(0, 'network_error', 'Could not reach the server. Check your connection and try again.');
@@ -167,7 +187,10 @@ async function rawRequest<T>(
   return body as T;
 }
 
-/** Perform a JSON API request. `path` is relative to /api/v1 (e.g. "/auth/me"). */
+/**
+ * Perform an API request. `path` is relative to /api/v1 (e.g. "/auth/me") unless it starts
+ * with /api/ (e.g. "/api/studio/templates"). A FormData body is sent as multipart.
+ */
 export async function request<T>(
   method: string,
   path: string,

@@ -18,6 +18,8 @@ export interface AuthContextValue {
   signIn: (credentials: Credentials) => Promise<User>;
   /** POST /auth/logout; throws ApiError on failure. */
   signOut: () => Promise<void>;
+  /** POST /auth/invitations/{token}: creates the account and signs it in. */
+  acceptInvitation: (token: string, body: { password: string; display_name?: string }) => Promise<User>;
 }
 
 const AuthContext = createContext<AuthContextValue | null>(null);
@@ -59,11 +61,20 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     setState({ status: 'anonymous' });
   }, []);
 
+  const acceptInvitation = useCallback(
+    async (token: string, body: { password: string; display_name?: string }) => {
+      const user = await authApi.acceptInvitation(token, body);
+      setState({ status: 'authenticated', user });
+      return user;
+    },
+    [],
+  );
+
   const refresh = useCallback(() => load(), [load]);
 
   const value = useMemo(
-    () => ({ state, refresh, signIn, signOut }),
-    [state, refresh, signIn, signOut],
+    () => ({ state, refresh, signIn, signOut, acceptInvitation }),
+    [state, refresh, signIn, signOut, acceptInvitation],
   );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }

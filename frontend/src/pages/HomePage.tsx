@@ -1,24 +1,21 @@
 import { Link } from 'react-router';
 import type { User } from '../api/auth';
 import { NAV_BY_ROLE } from '../components/AppShell';
-
-const ROLE_INTRO: Record<User['role'], string> = {
-  designer: 'Create and edit portrait templates, then submit them for review.',
-  reviewer: 'Review submitted templates and approve or request changes.',
-  operator: 'Monitor rendering jobs and keep the studio running.',
-};
+import { useI18n } from '../i18n/I18nContext';
 
 export function HomePage({ user }: { user: User }) {
-  const first = NAV_BY_ROLE[user.role][0];
+  const { t } = useI18n();
   return (
     <main className="page">
-      <h1>Welcome, {user.display_name || user.email}</h1>
-      <p className="lead">{ROLE_INTRO[user.role]}</p>
-      {first ? (
-        <p>
-          Start in <Link to={first.to}>{first.label.toLowerCase()}</Link>.
-        </p>
-      ) : null}
+      <h1>{t('home.welcome', { name: user.display_name || user.email })}</h1>
+      <p className="lead">{t(`home.intro.${user.role}`)}</p>
+      <ul className="link-list">
+        {NAV_BY_ROLE[user.role].map((item) => (
+          <li key={item.to}>
+            <Link to={item.to}>{t(item.label)}</Link>
+          </li>
+        ))}
+      </ul>
     </main>
   );
 }

@@ -4,10 +4,12 @@ import { Navigate, useLocation, useNavigate } from 'react-router';
 import { ApiError } from '../api/client';
 import { useAuth } from '../auth/AuthContext';
 import { LoadingState } from '../components/StatusViews';
+import { LanguageSwitcher, useI18n } from '../i18n/I18nContext';
+import type { MessageKey } from '../i18n/I18nContext';
 
 const FIELDS = ['email', 'password'] as const;
 type Field = (typeof FIELDS)[number];
-const FIELD_LABELS: Record<Field, string> = { email: 'Email', password: 'Password' };
+const FIELD_LABELS: Record<Field, MessageKey> = { email: 'login.email', password: 'login.password' };
 const NON_FIELD_KEYS = new Set(['non_field_errors', '__all__', '']);
 
 function redirectTarget(state: unknown): string {
@@ -23,6 +25,7 @@ function redirectTarget(state: unknown): string {
 
 export function LoginPage() {
   const { state, signIn } = useAuth();
+  const { t } = useI18n();
   const navigate = useNavigate();
   const location = useLocation();
   const target = redirectTarget(location.state);
@@ -47,6 +50,7 @@ export function LoginPage() {
     if (firstInvalid) inputRefs[firstInvalid].current?.focus();
     else alertRef.current?.focus();
     // inputRefs are stable refs; re-run only when a new error arrives.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [error, errorVersion]);
 
   if (state.status === 'authenticated') return <Navigate to={target} replace />;
@@ -61,10 +65,10 @@ export function LoginPage() {
     event.preventDefault();
     if (submitting) return;
     const fields: Record<string, string[]> = {};
-    if (!email.trim()) fields.email = ['Enter your email address.'];
-    if (!password) fields.password = ['Enter your password.'];
+    if (!email.trim()) fields.email = [t('login.emailRequired')];
+    if (!password) fields.password = [t('login.passwordRequired')];
     if (Object.keys(fields).length > 0) {
-      fail(new ApiError(400, 'invalid', 'Please correct the errors below.', fields));
+      fail(new ApiError(400, 'invalid', t('form.correctErrors'), fields));
       return;
     }
     setSubmitting(true);
@@ -76,7 +80,7 @@ export function LoginPage() {
       fail(
         err instanceof ApiError
           ? err
-          : new ApiError(0, 'client_error', 'Sign in failed. Please try again.'),
+          : new ApiError(0, 'client_error', t('login.failed')),
       );
     }
   }
@@ -90,8 +94,11 @@ export function LoginPage() {
   return (
     <main className="page auth-page">
       <div className="card auth-card">
-        <p className="brand brand-large">Portrait Studio</p>
-        <h1>Sign in</h1>
+        <div className="auth-top">
+          <p className="brand brand-large">{t('app.name')}</p>
+          <LanguageSwitcher />
+        </div>
+        <h1>{t('login.title')}</h1>
 
         {error ? (
           <div
@@ -110,7 +117,7 @@ export function LoginPage() {
                   error.fieldErrors(f).map((msg, i) => (
                     <li key={`${f}-${i}`}>
                       <a href={`#${fieldId(f)}`}>
-                        {FIELD_LABELS[f]}: {msg}
+                        {t(FIELD_LABELS[f])}: {msg}
                       </a>
                     </li>
                   )),
@@ -131,7 +138,7 @@ export function LoginPage() {
             const invalid = messages.length > 0;
             return (
               <div key={f} className={invalid ? 'field field-invalid' : 'field'}>
-                <label htmlFor={fieldId(f)}>{FIELD_LABELS[f]}</label>
+                <label htmlFor={fieldId(f)}>{t(FIELD_LABELS[f])}</label>
                 <input
                   ref={inputRefs[f]}
                   id={fieldId(f)}
@@ -154,7 +161,7 @@ export function LoginPage() {
             );
           })}
           <button type="submit" className="button button-primary button-block" disabled={submitting}>
-            {submitting ? 'Signing in…' : 'Sign in'}
+            {submitting ? t('login.submitting') : t('login.submit')}
           </button>
         </form>
       </div>

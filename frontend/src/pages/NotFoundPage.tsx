@@ -1,11 +1,13 @@
 import { Link } from 'react-router';
+import { useI18n } from '../i18n/I18nContext';
 
 export function NotFoundPage() {
+  const { t } = useI18n();
   return (
     <main className="page narrow">
-      <h1>Page not found</h1>
+      <h1>{t('notFound.title')}</h1>
       <p>
-        The page you asked for does not exist. <Link to="/">Go to the studio home</Link>.
+        {t('notFound.text')} <Link to="/">{t('notFound.home')}</Link>.
       </p>
     </main>
   );

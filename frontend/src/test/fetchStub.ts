@@ -6,6 +6,10 @@ export interface RecordedCall {
   headers: Record<string, string>;
   credentials: RequestCredentials | undefined;
   body: unknown;
+  /** The query string, without '?'. */
+  search: string;
+  /** Multipart bodies (FormData), when one was sent. */
+  form: FormData | undefined;
 }
 
 type Handler = (call: RecordedCall) => Response | Promise<Response>;
@@ -48,6 +52,8 @@ export function stubFetch(routes: Record<string, Handler>): RecordedCall[] {
       headers,
       credentials: init.credentials,
       body: typeof init.body === 'string' ? (JSON.parse(init.body) as unknown) : undefined,
+      search: url.search.replace(/^\?/, ''),
+      form: init.body instanceof FormData ? init.body : undefined,
     };
     calls.push(call);
     const handler = routes[`${call.method} ${call.path}`];

@@ -12,5 +12,7 @@ afterEach(() => {
   cleanup();
   vi.unstubAllGlobals();
   clearCookies();
+  window.localStorage.clear();
+  vi.useRealTimers();
   window.history.replaceState(null, '', '/');
 });

@@ -260,8 +260,8 @@ def test_server_sent_events_stream_states(shop, settings):
 def test_ops_queue_and_metrics(shop, signed_in, operator):
     create(shop)
     body = signed_in(operator).get("/api/v1/ops/queue").json()
-    assert {"lane": "render", "class": "consumer", "queued": 1} == {
-        k: body["lanes"][0][k] for k in ("lane", "class", "queued")}
+    assert {
+        k: body["lanes"][0][k] for k in ("lane", "class", "queued")} == {"lane": "render", "class": "consumer", "queued": 1}
     metrics = shop.get("/metrics").content.decode()
     assert 'workstation_queue_depth{lane="render",class="consumer"} 1' in metrics
     assert "workstation_live_workers" in metrics
