@@ -75,24 +75,51 @@ class WorkerProcess:
     def __init__(self, name: str, log_path: Path, env: dict[str, str]):
         self.name = name
         self.log_path = log_path
-        self._log = log_path.open("wb")
+        self.env = env
+        self._start()
+
+    def _start(self) -> None:
+        self._readies_before = self.log().count(" ready.") if self.log_path.exists() else 0
+        self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workstation", "worker",
              "-Q", "render,training,maintenance", "-P", "solo", "-c", "1",
-             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def hostname(self) -> str:
+        import socket
+
+        return f"{self.name}@{socket.gethostname()}"
+
     def wait_ready(self) -> None:
         def ready():
             if self.process.poll() is not None:
                 pytest.fail(f"worker {self.name} exited early:\n{self.log()[-4000:]}")
-            return " ready." in self.log()
+            return self.log().count(" ready.") > self._readies_before
 
         wait_for(ready, timeout=WORKER_START_TIMEOUT_S, what=f"worker {self.name} to start")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no acknowledgement, the lease is simply abandoned."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Stops this worker for the block (so a test controls who consumes), then restarts."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self._start()
+            self.wait_ready()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -114,6 +141,23 @@ def worker_env(django_db_setup, tiny_models) -> dict[str, str]:
            "ENGINE_MODELS_DIR": str(settings.ENGINE_MODELS_DIR),
            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "PYTHONUNBUFFERED": "1"}
     return env
+
+
+@pytest.fixture
+def start_worker(worker_env, tmp_path):
+    """`start_worker("name", **env)` starts an extra worker process, stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, tmp_path / f"{name}.log", {**worker_env, **env})
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.stop()
 
 
 @pytest.fixture(scope="session")
