@@ -9,6 +9,11 @@ avatar and style LoRAs (`engine.loras`) -> denoise the candidates (in chunks of 
 -> optional face refinement pass -> optional likeness re-ranking (keep the best ``keep``) ->
 PNG bytes, or labelled PNG/JPEG bytes when a `LabelOptions` is given.
 
+`Engine.render_batch` renders several users' compatible specs (same `engine.batching.batch_key`:
+txt2img, optionally with ControlNets, one image each) in one pipeline call, each sample with its
+own prompt, seed, control images and avatar LoRA; each result equals the spec's own `render`
+within float tolerance.
+
 Seeds go through CPU generators, so the starting noise never depends on the device. The same
 spec then gives byte-identical PNGs across runs and processes given the same hardware, library
 versions and torch thread count (the thread count changes float summation order; measured on
