@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import cache
@@ -36,6 +37,43 @@ def owner_key_for(*, user=None, end_user=None) -> str:
     return f"eu:{end_user.pk}" if end_user is not None else f"u:{user.pk}"
 
 
+@lru_cache(maxsize=1)
+def _placeholder_png() -> bytes:
+    """A 1x1 PNG standing in for referenced images when only a spec's shape matters."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _placeholders(value):
+    if isinstance(value, dict):
+        if set(value) == {"asset"}:
+            return _placeholder_png()
+        return {k: _placeholders(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(v) for v in value]
+    return value
+
+
+def batch_group_for(spec: dict) -> str:
+    """The engine's batch compatibility key of a job spec, hashed; "" if it cannot batch."""
+    import hashlib
+
+    from engine.batching import batch_key
+    from engine.errors import SpecError
+    from engine.spec import RenderSpec
+
+    try:
+        key = batch_key(RenderSpec.from_dict(_placeholders(spec)))
+    except SpecError:
+        return ""
+    return hashlib.sha256(repr(key).encode()).hexdigest() if key is not None else ""
+
+
 def prepare_job(job: RenderJob) -> RenderJob:
     """Fills the dispatch fields of a new job from its kind and owner."""
     job.lane = KIND_LANE[job.kind]
@@ -43,6 +81,8 @@ def prepare_job(job: RenderJob) -> RenderJob:
     if not job.owner_key:
         job.owner_key = owner_key_for(user=job.created_by, end_user=job.end_user)
     job.max_attempts = settings.JOB_MAX_ATTEMPTS
+    if job.lane == "render" and settings.RENDER_BATCH_LIMIT > 1:
+        job.batch_group = batch_group_for(job.spec)
     return job
 
 
@@ -73,12 +113,18 @@ def _owner_order(lane: str, priority: int, queued) -> list[str]:
     return sorted(owners, key=lambda o: (turns.get(o, epoch), owners[o]))
 
 
-def claim_next(*, lane: str, worker: str) -> RenderJob | None:
-    """Claims the next job of `lane` by the fair policy; None when nothing is waiting."""
+def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | None:
+    """Claims the next job of `lane` by the fair policy; None when nothing is waiting.
+
+    With `batch_group`, only jobs of that group are considered (filling a batch).
+    """
     now = timezone.now()
-    abort_expired(now=now)
+    if not batch_group:
+        abort_expired(now=now)
     with transaction.atomic():
         queued = RenderJob.objects.filter(lane=lane, status=JobStatus.QUEUED)
+        if batch_group:
+            queued = queued.filter(batch_group=batch_group)
         for priority in sorted(set(queued.values_list("priority", flat=True))):
             for owner in _owner_order(lane, priority, queued):
                 job = _skip_locked(queued.filter(priority=priority, owner_key=owner)
@@ -91,6 +137,22 @@ def claim_next(*, lane: str, worker: str) -> RenderJob | None:
                     defaults={"last_served_at": now})
                 return job
     return None
+
+
+def claim_batch(*, lane: str, worker: str, limit: int) -> list[RenderJob]:
+    """The next job by the fair policy, plus up to `limit - 1` compatible queued jobs, each
+    chosen by the same policy among its group: a batch never jumps the order by more than
+    itself."""
+    first = claim_next(lane=lane, worker=worker)
+    if first is None:
+        return []
+    batch = [first]
+    while first.batch_group and len(batch) < limit:
+        more = claim_next(lane=lane, worker=worker, batch_group=first.batch_group)
+        if more is None:
+            break
+        batch.append(more)
+    return batch
 
 
 def claim_job(*, job_id, worker: str) -> RenderJob | None:

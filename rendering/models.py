@@ -84,6 +84,8 @@ class RenderJob(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=128, blank=True)
     token_sent_at = models.DateTimeField(null=True, blank=True)
+    # Jobs with the same non-empty group can share one forward pass (engine.batching).
+    batch_group = models.CharField(max_length=64, blank=True, db_index=True)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
@@ -215,3 +217,36 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} {self.amount} {self.credit_type}"
+
+
+class WebhookDelivery(models.Model):
+    """One job event for an API client's webhook (rendering.webhooks): the outbox row.
+
+    Created in the transaction that records the job's terminal state, so an event exists
+    exactly when the state does. `id` is the event id receivers deduplicate on (it is the same
+    on every retry). Undelivered rows with `next_attempt_at` due are (re)sent; after the last
+    attempt `next_attempt_at` is cleared and the row is kept for inspection.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey("accounts.ApiClient", on_delete=models.CASCADE,
+                               related_name="webhook_deliveries")
+    # Erasing an end user erases their pending and past events too.
+    end_user = models.ForeignKey("accounts.EndUser", null=True, blank=True,
+                                 on_delete=models.CASCADE, related_name="+")
+    event_type = models.CharField(max_length=32)
+    payload = models.JSONField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["delivered_at", "next_attempt_at"], name="webhook_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"WebhookDelivery({self.id}, {self.event_type})"

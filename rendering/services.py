@@ -260,15 +260,77 @@ def execute_job(job: RenderJob) -> None:
                                   "You were not charged.")
 
 
+def _run_render_batch(jobs: list[RenderJob]) -> None:
+    """Renders compatible jobs of different owners in one forward pass (per-sample avatar
+    adapters), then stores each job's outputs under its own lease. If the batch fails as a
+    whole, each job is retried on its own, so one bad job cannot fail the others."""
+    from engine.spec import RenderSpec
+
+    from .avatar_source import load_avatar_lora
+    from .engine_host import get_engine
+
+    try:
+        specs = [RenderSpec.from_dict(resolve_asset_refs(job.spec)) for job in jobs]
+        options = [_render_options(job, spec) for job, spec in zip(jobs, specs, strict=True)]
+        ids = [job.pk for job in jobs]
+
+        def on_progress(step: int, total: int) -> None:
+            RenderJob.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(
+                progress_step=step, progress_total=total)
+
+        results = get_engine().render_batch(
+            specs, avatar_source=load_avatar_lora, on_progress=on_progress,
+            reference_embeddings=[o.get("reference_embedding") for o in options],
+            labels=[o.get("label") for o in options])
+    except Exception:
+        logger.warning("batch of %d failed; running its jobs one by one", len(jobs),
+                       exc_info=True)
+        for job in jobs:
+            _run_render(job)
+        return
+    for job, images, spec in zip(jobs, results, specs, strict=True):
+        try:
+            _store_outputs(job, images, spec.steps)
+        except LeaseLost:
+            logger.warning("job %s: lease lost before storing; result discarded", job.id)
+        except Exception:
+            logger.exception("job %s: storing results failed", job.id)
+            _fail_running(job, code="storage_error",
+                          message="The result could not be stored. You were not charged.")
+    logger.info("batch of %d jobs done (%s)", len(jobs), ", ".join(str(j.pk) for j in jobs))
+
+
+def execute_batch(jobs: list[RenderJob]) -> None:
+    if len(jobs) == 1:
+        execute_job(jobs[0])
+        return
+    keepers = [dispatch.LeaseKeeper(job) for job in jobs]
+    for keeper in keepers:
+        keeper.__enter__()
+    try:
+        _run_render_batch(jobs)
+    except Exception:
+        logger.exception("batch crashed")
+        for job in jobs:
+            _fail_running(job, code="internal_error",
+                          message="The job failed because of an internal error. "
+                                  "You were not charged.")
+    finally:
+        for keeper in keepers:
+            keeper.__exit__(None, None, None)
+
+
 def dispatch_once(*, lane: str, worker: str) -> RenderJob | None:
-    """Claims the next job of `lane` by the fair policy and runs it. None if none waited."""
+    """Claims the next job of `lane` by the fair policy (with compatible jobs to batch, on the
+    render lane) and runs it. Returns the first job, or None if none waited."""
     dispatch.heartbeat(worker=worker, lanes=lane)
-    job = dispatch.claim_next(lane=lane, worker=worker)
-    if job is None:
+    limit = settings.RENDER_BATCH_LIMIT if lane == Lane.RENDER else 1
+    jobs = dispatch.claim_batch(lane=lane, worker=worker, limit=max(limit, 1))
+    if not jobs:
         return None
-    execute_job(job)
+    execute_batch(jobs)
     dispatch.heartbeat(worker=worker, lanes=lane)
-    return job
+    return jobs[0]
 
 
 def render_job_execute(*, job_id: uuid.UUID | str, worker: str = "direct") -> None:

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import api, consumer_api, ops
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("files/<str:token>", consumer_api.FileDownloadView.as_view(), name="file-download"),
     path("credits", consumer_api.CreditsView.as_view(), name="credits"),
     path("credits/grants", consumer_api.GrantView.as_view(), name="credit-grants"),
+    path("", include("rendering.webhook_api")),
 ]

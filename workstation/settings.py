@@ -288,6 +288,8 @@ SSE_MAX_SECONDS = env.float("SSE_MAX_SECONDS", default=55.0)
 AVATAR_GENERATION_ALLOWANCE = env.int("AVATAR_GENERATION_ALLOWANCE", default=50)
 # Credits are required for training and extra generations (partners grant them).
 ENTITLEMENTS_ENFORCED = env.bool("ENTITLEMENTS_ENFORCED", default=True)
+# A render worker claims up to this many compatible jobs into one forward pass (1 = off).
+RENDER_BATCH_LIMIT = env.int("RENDER_BATCH_LIMIT", default=4)
 # Before enough history exists, ETAs use these per-kind guesses (seconds).
 JOB_DEFAULT_SECONDS = {"generation": 8.0, "refinement": 8.0, "preview": 3.0,
                        "test_render": 2.0, "training": 60.0}

@@ -20,7 +20,7 @@ class InvitationAdmin(admin.ModelAdmin):
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
     list_display = ["name", "key_prefix", "created_at", "revoked_at"]
-    exclude = ["key_hash"]
+    exclude = ["key_hash", "webhook_secret"]
 
 
 @admin.register(EndUser)
