@@ -1,5 +1,9 @@
-import { cleanup } from '@testing-library/react';
+import { cleanup, configure } from '@testing-library/react';
 import { afterEach, vi } from 'vitest';
+
+// CI machines have 2 cores shared with the Python suite: wait for UI updates generously
+// (a wait ends as soon as its condition holds, so fast machines lose nothing).
+configure({ asyncUtilTimeout: 5000 });
 
 export function clearCookies() {
   for (const part of document.cookie.split(';')) {
