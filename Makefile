@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: help run test venv frontend models migrate demo lint pytest vitest chromium system-deps clean
+.PHONY: help run test venv frontend models migrate demo lint pytest vitest chromium system-deps clean api-check api-types
 
 help:
 	@echo "make run   - start the workstation on http://127.0.0.1:$(WEB_PORT)/studio/ (embedded defaults)"
@@ -87,7 +87,19 @@ pytest: venv frontend models chromium
 vitest: frontend/node_modules/.installed
 	cd frontend && npm test --silent
 
-test: lint vitest pytest
+# The frontend's API types are generated from the OpenAPI schema and checked in: fail when the
+# API changed and `make api-types` was not run.
+api-check: venv frontend/node_modules/.installed
+	mkdir -p var
+	VAR_DIR=$(CURDIR)/var/test-schema $(BIN)/python manage.py spectacular --format openapi-json --file var/openapi.json --fail-on-warn
+	cd frontend && npm run --silent check:api
+
+api-types: venv frontend/node_modules/.installed
+	mkdir -p var
+	$(BIN)/python manage.py spectacular --format openapi-json --file var/openapi.json
+	cd frontend && npm run --silent gen:api
+
+test: lint api-check vitest pytest
 
 clean:
 	rm -rf var/test frontend/dist

@@ -220,7 +220,8 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> str | None:
     """None when the receiver answered 2xx, else a short reason (never the URL or the body)."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    # The URL passed validate_webhook_url (http or https only) when the attempt was claimed.
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
         with _opener.open(request, timeout=TIMEOUT_S) as response:
             status = response.status
@@ -255,9 +256,17 @@ def _claim(delivery_id) -> _Claim | None:
         if delivery.next_attempt_at is None or delivery.next_attempt_at > now + DUE_SLACK:
             return None  # given up, or not due (another attempt holds it or waits for it)
         client = delivery.client
+        problem = None
         if not client.webhook_url or not client.webhook_secret or client.revoked_at:
+            problem = "webhook removed"
+        else:
+            try:  # again: the URL may have been set elsewhere (the admin)
+                validate_webhook_url(client.webhook_url)
+            except InvalidInput:
+                problem = "webhook URL refused"
+        if problem:
             delivery.next_attempt_at = None
-            delivery.last_error = "webhook removed"
+            delivery.last_error = problem
             delivery.save(update_fields=["next_attempt_at", "last_error"])
             return None
         delivery.attempts += 1

@@ -303,6 +303,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rendering.tasks.maintenance_sweep",
         "schedule": SWEEP_INTERVAL_S,
     },
+    "webhooks-sweep": {
+        "task": "rendering.webhooks.maintenance_webhooks_sweep",
+        "schedule": 60,
+        "options": {"queue": "maintenance"},
+    },
 }
 
 # --- API -------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# The worker fixtures of the integration suite: the browser flows run on a real worker too.
+from ..integration.conftest import celery_worker, worker_env  # noqa: F401
+
 _EXPECTED_CLIENT_ERROR = re.compile(
     r"^Failed to load resource: the server responded with a status of 4\d\d"
 )
@@ -61,6 +64,7 @@ def page(browser, request):
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(30_000)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)

@@ -984,6 +984,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your webhook URL (never the secret) */
+        get: operations["webhook_get"];
+        /** Set the webhook URL; the first time, a signing secret is returned once */
+        put: operations["webhook_set"];
+        post?: never;
+        /** Remove the webhook and its secret (pending events are dropped) */
+        delete: operations["webhook_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new signing secret, returned once (409 without a webhook) */
+        post: operations["webhook_rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1555,6 +1591,19 @@ export interface components {
             readonly email: string;
             readonly id: number;
             readonly role: components["schemas"]["RoleEnum"];
+        };
+        WebhookSetRequest: {
+            url: string;
+        };
+        WebhookSettings: {
+            /** @description Shown once, when generated (first set, after a delete, or on rotation); null when the existing secret is kept. */
+            secret: string | null;
+            /** Format: uri */
+            url: string;
+        };
+        WebhookUrl: {
+            /** Format: uri */
+            url: string | null;
         };
     };
     responses: never;
@@ -3149,6 +3198,87 @@ export interface operations {
                 };
                 content: {
                     "image/png": string;
+                };
+            };
+        };
+    };
+    webhook_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookUrl"];
+                };
+            };
+        };
+    };
+    webhook_set: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookSetRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["WebhookSetRequest"];
+                "multipart/form-data": components["schemas"]["WebhookSetRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSettings"];
+                };
+            };
+        };
+    };
+    webhook_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSettings"];
                 };
             };
         };
