@@ -11,22 +11,19 @@ import struct
 import zlib
 from functools import lru_cache
 
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageFilter
+
+from workstation import demo
 
 
 @lru_cache(maxsize=1)
 def astronaut() -> Image.Image:
-    from skimage.data import astronaut as load
-
-    # 1024 px so her face (~180 px) passes the default 128 px minimum.
-    return Image.fromarray(load()).resize((1024, 1024), Image.Resampling.LANCZOS)
+    return demo.astronaut()
 
 
 @lru_cache(maxsize=1)
 def other_person() -> Image.Image:
-    from matplotlib import cbook
-
-    return Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    return demo.grace_hopper()
 
 
 def jpeg(image: Image.Image, **save_args) -> bytes:
@@ -41,27 +38,9 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-_VARIATIONS = [
-    lambda im: im,
-    lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-    lambda im: im.crop((100, 0, 1000, 900)),
-    lambda im: ImageEnhance.Brightness(im).enhance(1.15),
-    lambda im: ImageEnhance.Contrast(im).enhance(0.85),
-    lambda im: im.crop((0, 40, 960, 1000)),
-    lambda im: ImageEnhance.Color(im).enhance(0.6),
-    lambda im: ImageEnhance.Brightness(im).enhance(0.9),
-]
-
-
 def same_person_photos(count: int) -> list[bytes]:
     """`count` distinct photos of the same person (variations of crop, tone and mirror)."""
-    photos = []
-    for i in range(count):
-        image = _VARIATIONS[i % len(_VARIATIONS)](astronaut())
-        if i >= len(_VARIATIONS):
-            image = ImageEnhance.Sharpness(image).enhance(1.0 + 0.1 * (i // len(_VARIATIONS)))
-        photos.append(jpeg(image))
-    return photos
+    return demo.photo_set(astronaut(), count)
 
 
 def front_photo() -> bytes:

@@ -46,3 +46,44 @@ class Command(BaseCommand):
             credentials_file.chmod(0o600)
         self.stdout.write("Demo accounts (role, email, password):")
         self.stdout.write(credentials_file.read_text() if credentials_file.exists() else "(none)")
+        self._seed_panel()
+        self._seed_templates()
+
+    def _seed_panel(self) -> None:
+        """Two test avatars, trained by the worker through the real pipeline."""
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from avatars.models import Avatar
+        from avatars.services import test_avatar_create
+        from workstation import demo
+
+        if Avatar.objects.filter(is_test_avatar=True).exists():
+            return
+        operator = User.objects.get(email="operator@demo.local")
+        count = max(settings.AVATAR_MIN_PHOTOS, 1)
+        for name, gender, age_band, image in demo.DEMO_PANEL:
+            face = image()
+            photos = [SimpleUploadedFile(f"{i}.jpg", data)
+                      for i, data in enumerate(demo.photo_set(face, count))]
+            avatar, _ = test_avatar_create(
+                user=operator, front=SimpleUploadedFile("front.jpg", demo.jpeg(face)),
+                photos=photos, name=name, gender=gender, age_band=age_band,
+                rights_declaration="Public-domain sample images bundled with scikit-image "
+                                   "and matplotlib (demo only).")
+            self.stdout.write(f"Test avatar {name!r} queued for training ({avatar.id}).")
+
+    def _seed_templates(self) -> None:
+        from templates_studio.models import Template
+        from templates_studio.services import pose_asset_create, template_create
+        from workstation import demo
+
+        designer = User.objects.get(email="designer@demo.local")
+        if Template.objects.filter(owner=designer).exists():
+            return
+        pose, _ = pose_asset_create(user=designer, pose=demo.DEMO_POSE)
+        for title, category, prompt in demo.DEMO_TEMPLATES:
+            template_create(user=designer, title=title, category=category, tags=["demo"],
+                            spec={"prompt": prompt, "seeds": [1, 2], "steps": 4,
+                                  "controls": [{"kind": "pose", "asset": pose.sha256}],
+                                  "change_note": "Demo template"})
+            self.stdout.write(f"Demo template {title!r} created (draft).")
