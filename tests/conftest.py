@@ -2,12 +2,58 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from . import workers
+
 PASSWORD = "correct-horse-battery-9"
+
+
+# --- Real worker processes (integration and browser tests share one session worker) -------------
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, tiny_models) -> dict[str, str]:
+    """The environment a worker needs to share this test run's database, broker and storage."""
+    workers.check_broker()
+    env = {**os.environ, "DATABASE_URL": workers.database_url_for_test_db(),
+           "MEDIA_ROOT": str(settings.MEDIA_ROOT), "VAR_DIR": str(settings.VAR_DIR),
+           "ENGINE_MODELS_DIR": str(settings.ENGINE_MODELS_DIR),
+           "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "PYTHONUNBUFFERED": "1"}
+    return env
+
+
+@pytest.fixture
+def start_worker(worker_env, tmp_path):
+    """`start_worker("name", **env)` starts an extra worker process, stopped after the test."""
+    started: list[workers.WorkerProcess] = []
+
+    def start(name: str, **env: str) -> workers.WorkerProcess:
+        worker = workers.WorkerProcess(name, tmp_path / f"{name}.log", {**worker_env, **env})
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env, tmp_path_factory):
+    """One real worker process for the session (stopped before the test database is dropped)."""
+    workers.purge_queues()
+    worker = workers.WorkerProcess("it-worker", tmp_path_factory.mktemp("worker") / "worker.log",
+                                   worker_env)
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 
-# The worker fixtures of the integration suite: the browser flows run on a real worker too.
-from ..integration.conftest import celery_worker, worker_env  # noqa: F401
-
 _EXPECTED_CLIENT_ERROR = re.compile(
     r"^Failed to load resource: the server responded with a status of 4\d\d"
 )

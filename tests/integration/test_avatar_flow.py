@@ -59,6 +59,7 @@ def test_consent_upload_train_export_erase(celery_worker, consumer_key, settings
 
     receipt = client.post("/api/v1/me/erase").json()
     assert receipt["counts"]["avatars"] == 1
-    assert list_objects("avatars") == []
-    assert not Avatar.objects.exists() and not EndUser.objects.exists()
+    assert list_objects(f"avatars/{avatar_id}") == []
+    assert not Avatar.objects.filter(pk=avatar_id).exists()
+    assert not EndUser.objects.filter(external_ref="user-7").exists()
     assert ErasureReceipt.objects.count() == 1

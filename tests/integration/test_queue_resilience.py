@@ -53,10 +53,11 @@ def test_fairness_b_starts_within_two_claims(celery_worker, make_user):
 def test_two_workers_fifty_jobs_none_run_twice(celery_worker, start_worker, make_user):
     users = [make_user("operator") for _ in range(5)]
     with celery_worker.paused():
-        with transaction.atomic():
-            ids = [rendering_services.test_render_create(user=users[i % 5], spec={**FAST, "seed": i}).pk
-                   for i in range(50)]
         workers = [start_worker("pool-a"), start_worker("pool-b")]
+        with transaction.atomic():  # all 50 tokens go out at commit, to both workers at once
+            ids = [rendering_services.test_render_create(user=users[i % 5],
+                                                         spec={**FAST, "seed": i}).pk
+                   for i in range(50)]
         states = _all_done(ids)
     assert set(states.values()) == {"succeeded"}
     jobs = RenderJob.objects.filter(pk__in=ids)
@@ -82,7 +83,7 @@ def test_sigkill_mid_job_completes_once_and_charges_once(celery_worker, start_wo
                 format="json", HTTP_IDEMPOTENCY_KEY="g")
     end_user = EndUser.objects.get(external_ref="victim")
     avatar = ready_consumer_avatar(end_user=end_user)
-    template = published_template(owner=make_user("designer"), steps=60,
+    template = published_template(owner=make_user("designer"), steps=24,
                                   size={"width": 128, "height": 128})
     with celery_worker.paused():
         doomed = start_worker("doomed", JOB_LEASE_S="2")

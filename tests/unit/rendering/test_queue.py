@@ -266,3 +266,45 @@ def test_ops_queue_and_metrics(shop, signed_in, operator):
     assert 'workstation_queue_depth{lane="render",class="consumer"} 1' in metrics
     assert "workstation_live_workers" in metrics
     assert shop.get("/api/v1/ops/queue").status_code == 403
+
+
+def test_compatible_jobs_of_different_owners_render_in_one_batch(make_user, tiny_models,
+                                                                 settings, caplog):
+    from ...factories import ready_test_avatar
+
+    settings.RENDER_BATCH_LIMIT = 4
+    first, second = ready_test_avatar(name="A"), ready_test_avatar(name="B")
+    a, b = make_user("designer"), make_user("designer")
+    spec = {"prompt": "{subject}, portrait", "steps": 2, "seed": 5}
+    jobs = [render_job_create(kind=JobKind.PREVIEW, created_by=owner,
+                              spec={**spec, "avatar": {"id": str(avatar.pk), "weight": 0.9}})
+            for owner, avatar in ((a, first), (b, second))]
+    odd = render_job_create(kind=JobKind.PREVIEW, created_by=a, spec={**spec, "steps": 3})
+    assert jobs[0].batch_group and jobs[0].batch_group == jobs[1].batch_group
+    assert odd.batch_group != jobs[0].batch_group
+
+    with caplog.at_level("INFO", logger="rendering.services"):
+        dispatch_once(lane="render", worker="w")
+    assert "batch of 2 jobs done" in caplog.text
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED and job.outputs.count() == 1
+    odd.refresh_from_db()
+    assert odd.status == JobStatus.QUEUED  # not compatible: left for the next claim
+
+    # Each batched output equals the same job rendered alone.
+    settings.RENDER_BATCH_LIMIT = 1
+    alone = render_job_create(kind=JobKind.PREVIEW, created_by=a, spec=jobs[0].spec)
+    dispatch_once(lane="render", worker="w")  # the odd job (older)
+    dispatch_once(lane="render", worker="w")
+    alone.refresh_from_db()
+    assert alone.status == JobStatus.SUCCEEDED
+    from django.core.files.storage import default_storage
+    from PIL import Image, ImageChops
+
+    def pixels(job):
+        with default_storage.open(job.outputs.get().storage_name, "rb") as handle:
+            return Image.open(handle).convert("RGB")
+
+    difference = ImageChops.difference(pixels(jobs[0]), pixels(alone)).getextrema()
+    assert max(high for _, high in difference) <= 1  # rounding of float pixels at most
