@@ -21,7 +21,6 @@ This module imports neither torch nor Django.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -29,6 +28,7 @@ from functools import cache
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from engine.errors import EngineError
+from engine.fonts import FONT_ENV, font_files
 
 __all__ = [
     "FAILED",
@@ -45,22 +45,10 @@ __all__ = [
 
 PENDING = "pending"
 FAILED = "failed"
-FONT_ENV = "ENGINE_LABEL_FONT"
-"""Same variable as ``engine.labels.FONT_ENV``: one setting picks the font for both."""
 MAX_SHEET_PIXELS = 64_000_000
 """Largest sheet (width x height) drawn; well under Pillow's decompression-bomb limit so the
 PNG can be opened again."""
 
-_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # Debian/Ubuntu: fonts-wqy-microhei
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",  # fonts-wqy-zenhei
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",  # fonts-noto-cjk
-    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",  # Fedora
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",  # fonts-droid-fallback
-    "/System/Library/Fonts/PingFang.ttc",  # macOS
-    "/System/Library/Fonts/STHeiti Medium.ttc",  # macOS
-    "C:/Windows/Fonts/msyh.ttc",  # Windows
-)
 _CJK_PROBE = "汉字生成"
 _MIN_CELL = 16
 _MAX_CELL = 2048
@@ -115,10 +103,7 @@ def _covers(font: ImageFont.FreeTypeFont, text: str) -> bool:
 @cache
 def sheet_font_path() -> str | None:
     """The CJK-capable font file used for labels, or ``None`` (Pillow's built-in font)."""
-    candidates = [os.environ[FONT_ENV]] if os.environ.get(FONT_ENV) else []
-    for path in [*candidates, *_FONT_CANDIDATES]:
-        if not os.path.isfile(path):
-            continue
+    for path in font_files():
         try:
             font = ImageFont.truetype(path, 24, layout_engine=ImageFont.Layout.BASIC)
         except OSError:

@@ -27,7 +27,6 @@ import html
 import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -38,6 +37,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 from imwatermark.dwtDctSvd import EmbedDwtDctSvd
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
+from engine.fonts import FONT_ENV, font_files
 from engine.imageio import open_image
 
 __all__ = [
@@ -68,19 +68,7 @@ IMPLICIT_LABEL_KEYS = (
     "PropagateID",
     "ReservedCode2",
 )
-FONT_ENV = "ENGINE_LABEL_FONT"
-"""Path of a font to use for the visible label, checked before the built-in candidates."""
 
-_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # Debian/Ubuntu: fonts-wqy-microhei
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",  # fonts-wqy-zenhei
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",  # fonts-noto-cjk
-    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",  # Fedora
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",  # fonts-droid-fallback
-    "/System/Library/Fonts/PingFang.ttc",  # macOS
-    "/System/Library/Fonts/STHeiti Medium.ttc",  # macOS
-    "C:/Windows/Fonts/msyh.ttc",  # Windows
-)
 _TEXT_HEIGHT_RATIO = 0.05
 _MIN_TEXT_PX = 10
 _BOX_ALPHA = 150  # of 255: the box darkens what is under it to ~40%, so white text reads
@@ -149,9 +137,8 @@ def _covers(font: ImageFont.FreeTypeFont, text: str) -> bool:
 
 @cache
 def _font_path(text: str) -> str:
-    candidates = [os.environ[FONT_ENV]] if os.environ.get(FONT_ENV) else []
-    for path in [*candidates, *_FONT_CANDIDATES]:
-        if os.path.isfile(path) and _covers(_font(path, 32), text):
+    for path in font_files():
+        if _covers(_font(path, 32), text):
             return path
     raise LabelFontError(
         f"No font can render {text!r}. Install a CJK font (Debian: apt-get install "
