@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from avatars.models import Avatar, AvatarStatus
-from templates_studio.api import published_templates
+from templates_studio.selectors import published_templates
 from templates_studio.services import template_stats_record
 from templates_studio.spec import render_spec_for_cell
 from workstation.accounts.models import EndUser

@@ -33,8 +33,8 @@ from .models import (
     Template,
     TemplateEvent,
     TemplateRevision,
-    TemplateStatus,
 )
+from .selectors import published_templates
 from .spec import TEMPLATE_SPEC_SCHEMA, spec_diff
 
 IsAuthor = HasRole.of(Role.DESIGNER, Role.REVIEWER)
@@ -586,12 +586,6 @@ def _catalog_json(template: Template, request) -> dict:
         "options": {"likeness": {"default": spec["default_likeness"], "min": 0.3, "max": 1.5},
                     "images_per_generation": spec["keep"]},
     }
-
-
-def published_templates() -> QuerySet[Template]:
-    return (Template.objects.filter(status=TemplateStatus.PUBLISHED,
-                                    live_revision__isnull=False)
-            .select_related("live_revision").order_by("catalog_order", "title"))
 
 
 class CatalogListView(APIView):
