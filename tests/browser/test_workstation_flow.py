@@ -135,3 +135,19 @@ def test_designer_reviewer_round_trip(page, live_server, celery_worker, make_use
     catalog = consumer.get("/api/v1/catalog/templates").json()
     assert [t["title"] for t in catalog["results"]] == ["Business headshot"]
     assert "studio light" not in str(catalog)
+
+
+def test_operator_pages(page, live_server, make_user, tiny_models):
+    ready_test_avatar(name="Ana")
+    operator = make_user("operator", email="olga@example.test")
+    sign_in(page, live_server.url, operator.email)
+    nav(page, "Test avatars")
+    page.get_by_text("Ana").first.wait_for()
+    page.get_by_role("button", name="Add test avatar").wait_for()
+    shot(page, "test-avatars")
+    nav(page, "Backend dashboard")
+    page.get_by_test_id("throughput").wait_for()
+    shot(page, "dashboard")
+    nav(page, "Invitations")
+    page.get_by_text("manage.py invite").first.wait_for()
+    shot(page, "invitations")
