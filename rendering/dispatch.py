@@ -216,8 +216,11 @@ class LeaseKeeper:
 
 
 def heartbeat(*, worker: str, lanes: str, job: RenderJob | None = None) -> None:
+    """Records that `worker` is alive; `lanes` accumulates every lane it has served."""
+    known = WorkerHeartbeat.objects.filter(name=worker).values_list("lanes", flat=True).first()
+    served = sorted(set(filter(None, (known or "").split(","))) | set(lanes.split(",")))
     WorkerHeartbeat.objects.update_or_create(
-        name=worker, defaults={"lanes": lanes, "last_seen": timezone.now(),
+        name=worker, defaults={"lanes": ",".join(served), "last_seen": timezone.now(),
                                "current_job": job.pk if job else None})
 
 
