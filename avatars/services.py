@@ -398,7 +398,11 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
         counts["consents"] = len(consents)
         digest = _end_user_digest(end_user)
         ConsentRecord.objects.filter(end_user=end_user).delete()
-        end_user.delete()  # cascades; audit rows keep no link (SET_NULL)
+        from rendering.models import OwnerTurn
+
+        OwnerTurn.objects.filter(owner_key=f"eu:{end_user.pk}").delete()
+        # Cascades to credit entries and webhook events; audit rows keep no link (SET_NULL).
+        end_user.delete()
     else:
         digest = _end_user_digest(EndUser(client=principal.client,
                                           external_ref=principal.end_user_ref or ""))

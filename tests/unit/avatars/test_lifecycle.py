@@ -160,8 +160,14 @@ def test_export_holds_metadata_consents_and_generated_images(make_avatar, consum
 def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     make_avatar, consumer, tiny_models, tmp_path
 ):
+    from rendering.models import CreditEntry, OwnerTurn
+    from rendering.services import dispatch_once
+
     ready_id = make_avatar()
-    train(ready_id)
+    dispatch_once(lane="training", worker="w")  # the fair claim remembers alice's turn
+    assert Avatar.objects.get(pk=ready_id).status == AvatarStatus.READY
+    alice_turn = f"eu:{EndUser.objects.get(external_ref='alice').pk}"
+    assert OwnerTurn.objects.filter(owner_key=alice_turn).exists()
     queued_id = make_avatar()  # photos still stored
     end_user = EndUser.objects.get(external_ref="alice")
     job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1})
@@ -187,6 +193,8 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     assert not ConsentRecord.objects.filter(end_user__external_ref="alice").exists()
     assert not RenderJob.objects.filter(pk=job.pk).exists()
     assert AuditEvent.objects.filter(end_user__external_ref="alice").count() == 0
+    assert not OwnerTurn.objects.filter(owner_key=alice_turn).exists()
+    assert not CreditEntry.objects.exclude(end_user__external_ref="bob").exists()
     assert ErasureReceipt.objects.count() == 1
     leftovers = [n for n in list_objects() if bystander not in n and not n.startswith("health")]
     assert leftovers == []
