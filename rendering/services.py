@@ -162,6 +162,21 @@ def _render_options(job: RenderJob, spec) -> dict:
     return options
 
 
+def _screen_outputs(images: list) -> list:
+    """Drops outputs the configured content-safety checker flags (none configured: all pass)."""
+    import io
+
+    from PIL import Image
+
+    from avatars.safety import get_checker
+
+    checker = get_checker()
+    if checker is None or not images:
+        return images
+    verdicts = checker.check([Image.open(io.BytesIO(image.png_bytes)) for image in images])
+    return [image for image, verdict in zip(images, verdicts, strict=True) if not verdict.flagged]
+
+
 def _store_outputs(job: RenderJob, images, steps: int) -> None:
     stored: list[str] = []
     try:
@@ -212,6 +227,11 @@ def _run_render(job: RenderJob) -> None:
     except FileNotFoundError:
         _fail_running(job, code="asset_missing",
                       message="A control image is missing. You were not charged.")
+        return
+    images = _screen_outputs(images)
+    if not images:
+        _fail_running(job, code="unsafe_output", message=(
+            "Every image was withheld by the content-safety check. You were not charged."))
         return
     try:
         _store_outputs(job, images, spec.steps)
@@ -289,6 +309,11 @@ def _run_render_batch(jobs: list[RenderJob]) -> None:
             _run_render(job)
         return
     for job, images, spec in zip(jobs, results, specs, strict=True):
+        images = _screen_outputs(images)
+        if not images:
+            _fail_running(job, code="unsafe_output", message=(
+                "Every image was withheld by the content-safety check. You were not charged."))
+            continue
         try:
             _store_outputs(job, images, spec.steps)
         except LeaseLost:

@@ -308,3 +308,23 @@ def test_compatible_jobs_of_different_owners_render_in_one_batch(make_user, tiny
 
     difference = ImageChops.difference(pixels(jobs[0]), pixels(alone)).getextrema()
     assert max(high for _, high in difference) <= 1  # rounding of float pixels at most
+
+
+def test_outputs_flagged_by_content_safety_are_withheld_and_refunded(shop, settings, tmp_path):
+    from avatars import safety
+
+    from ..avatars.test_safety import _tiny_safety_checker
+
+    settings.AVATAR_GENERATION_ALLOWANCE = 0
+    job = create(shop).json()
+    settings.CONTENT_SAFETY_CHECKER = (
+        f"diffusers:{_tiny_safety_checker(tmp_path / 'checker', threshold=-10.0)}")
+    safety.get_checker.cache_clear()
+    try:
+        dispatch_once(lane="render", worker="w")
+    finally:
+        safety.get_checker.cache_clear()
+    body = shop.get(job["urls"]["get"]).json()
+    assert body["status"] == "failed" and body["error"]["code"] == "unsafe_output"
+    assert body["output"] == []
+    assert balance(end_user=shop.end_user, credit_type="generation") == 3
