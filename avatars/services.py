@@ -106,6 +106,11 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
                 data_key=data_key, owner_id=owner, purpose="reference_embedding",
             )
             avatar.photo_count = len(screened.crops)
+            if avatar.end_user is not None:
+                # Serialize this end user's uploads, then re-check the quota that was checked
+                # before the (slow) photo screening.
+                EndUser.objects.select_for_update().get(pk=avatar.end_user_id)
+                _check_quota(avatar.end_user)
             avatar.save()
             if avatar.end_user is not None and settings.ENTITLEMENTS_ENFORCED:
                 from rendering.entitlements import charge
@@ -297,8 +302,9 @@ def avatar_train_execute(*, avatar_id: str, job=None) -> TrainingOutcome:
         logger.info("avatar %s erased during training; result discarded", owner)
         return TrainingOutcome(False, "erased", "The avatar was deleted during training.")
     except EngineError as exc:
-        return _finish_failed(avatar, code="training_error",
-                              reason=f"Training failed: {exc}. You were not charged.")
+        logger.error("avatar %s: training failed: %s: %s", owner, type(exc).__name__, exc)
+        return _finish_failed(avatar, code="training_error", reason=(
+            "Training failed because of a technical problem. You were not charged."))
     except Exception:
         logger.exception("avatar %s: training crashed", owner)
         return _finish_failed(avatar, code="internal_error", reason=(
@@ -345,6 +351,9 @@ def avatar_lora_bytes(*, avatar: Avatar) -> bytes:
 
 def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
     """Deletes photos and the LoRA from storage, destroys the data key, deletes the row."""
+    with transaction.atomic():
+        # Locked so a training run finishing right now cannot store a LoRA we do not delete.
+        avatar = Avatar.objects.select_for_update().filter(pk=avatar.pk).first() or avatar
     photos = avatar_photos_delete(avatar=avatar)
     if avatar.lora_object:
         default_storage.delete(avatar.lora_object)

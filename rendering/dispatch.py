@@ -283,7 +283,7 @@ def sweep(*, now=None) -> dict[str, int]:
             else:
                 RenderJob.objects.filter(pk=locked.pk).update(
                     status=JobStatus.QUEUED, worker="", lease_expires_at=None, token_sent_at=None,
-                    progress_step=0)
+                    progress_step=0, started_at=None)
                 counts["requeued"] += 1
     stale = now - timedelta(seconds=settings.TOKEN_RESEND_S)
     waiting = RenderJob.objects.filter(status=JobStatus.QUEUED).filter(

@@ -24,11 +24,16 @@ from .services import render_job_create
 OUTPUT_SALT = "render-output"
 
 
-def _existing(end_user: EndUser, idempotency_key: str) -> RenderJob | None:
+def _existing(end_user: EndUser, idempotency_key: str, *, kind: str,
+              parent: RenderJob | None = None) -> RenderJob | None:
+    """The job this key already created; 409 if the key was used for a different request."""
     if not idempotency_key:
         return None
-    return RenderJob.objects.filter(owner_key=f"eu:{end_user.pk}",
-                                    idempotency_key=idempotency_key).first()
+    job = RenderJob.objects.filter(owner_key=f"eu:{end_user.pk}",
+                                   idempotency_key=idempotency_key).first()
+    if job is not None and (job.kind != kind or job.parent_id != (parent.pk if parent else None)):
+        raise ConflictError("This Idempotency-Key was already used for a different request.")
+    return job
 
 
 def _deadline(cancel_after_s: float | None):
@@ -53,7 +58,7 @@ def _create(*, end_user: EndUser, kind: str, spec: dict, template, avatar: Avata
             Avatar.objects.filter(pk=avatar.pk).update(last_used_at=timezone.now(),
                                                        deletion_notice_at=None)
     except IntegrityError:  # the same Idempotency-Key raced in a parallel request
-        existing = _existing(end_user, idempotency_key)
+        existing = _existing(end_user, idempotency_key, kind=kind, parent=parent)
         if existing is None:
             raise
         return existing, False
@@ -67,7 +72,7 @@ def generation_create(*, end_user: EndUser, template_id, avatar_id, likeness: fl
                       ) -> tuple[RenderJob, bool]:
     """Renders a published template's candidates for the end user's ready avatar and keeps the
     best by likeness. The same Idempotency-Key returns the same job (created=False)."""
-    existing = _existing(end_user, idempotency_key)
+    existing = _existing(end_user, idempotency_key, kind=JobKind.GENERATION)
     if existing is not None:
         return existing, False
     template = published_templates().filter(pk=template_id).first()
@@ -92,7 +97,7 @@ def generation_refine(*, end_user: EndUser, parent: RenderJob, idempotency_key: 
                       cancel_after_s: float | None = None) -> tuple[RenderJob, bool]:
     """ "More like me": the same composition one refinement level further (the engine raises
     the avatar's weight, lowers the styles' and re-renders the face)."""
-    existing = _existing(end_user, idempotency_key)
+    existing = _existing(end_user, idempotency_key, kind=JobKind.REFINEMENT, parent=parent)
     if existing is not None:
         return existing, False
     if parent.status != JobStatus.SUCCEEDED:

@@ -73,8 +73,10 @@ class RenderJob(models.Model):
     priority = models.PositiveSmallIntegerField(default=PRIORITY_STUDIO)
     # "eu:<end user id>" or "u:<user id>": the unit of round-robin fairness.
     owner_key = models.CharField(max_length=48, db_index=True, default="")
+    # SET_NULL: deleting an avatar must not orphan its generated portraits in storage; they
+    # stay the end user's (exported, and erased with the end user).
     avatar = models.ForeignKey("avatars.Avatar", null=True, blank=True,
-                               on_delete=models.CASCADE, related_name="jobs")
+                               on_delete=models.SET_NULL, related_name="jobs")
     template = models.ForeignKey("templates_studio.Template", null=True, blank=True,
                                  on_delete=models.SET_NULL, related_name="+")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,

@@ -68,8 +68,11 @@ class QueueDashboardView(APIView):
 
 def metrics_view(request):
     """Prometheus text format. Expose it only inside the cluster (see docs/OPERATIONS.md)."""
-    if settings.METRICS_TOKEN and request.headers.get("Authorization") != \
-            f"Bearer {settings.METRICS_TOKEN}":
+    import hmac
+
+    sent = request.headers.get("Authorization", "")
+    if settings.METRICS_TOKEN and not hmac.compare_digest(
+            sent.encode(), f"Bearer {settings.METRICS_TOKEN}".encode()):
         return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
     snapshot = queue_snapshot()
     lines = [

@@ -221,8 +221,13 @@ def _run_render(job: RenderJob) -> None:
         _fail_running(job, code="invalid_spec", message=f"{exc.field}: {exc.message}")
         return
     except EngineError as exc:
-        logger.error("job %s failed in the engine: %s", job.id, type(exc).__name__)
-        _fail_running(job, code="engine_error", message=f"{exc} You were not charged.")
+        logger.error("job %s failed in the engine: %s: %s", job.id, type(exc).__name__, exc)
+        # Studio users choose models and controls, so they see the engine's reason; consumers
+        # get a plain sentence (the engine's text may name files and models).
+        consumer = job.kind in (JobKind.GENERATION, JobKind.REFINEMENT)
+        _fail_running(job, code="engine_error", message=(
+            "The image could not be rendered because of a technical problem. "
+            "You were not charged." if consumer else f"{exc}"))
         return
     except FileNotFoundError:
         _fail_running(job, code="asset_missing",

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
@@ -83,6 +85,8 @@ def validate_webhook_url(url: str) -> str:
             problem = "Use https:// (plain http is accepted only for localhost and 127.0.0.1)."
         elif parts.username or parts.password:
             problem = "Do not put credentials in the URL."
+        elif host in LOCAL_HOSTS and not settings.WEBHOOK_ALLOW_LOCAL:
+            problem = "Local addresses are accepted only in development (WEBHOOK_ALLOW_LOCAL)."
         elif host not in LOCAL_HOSTS and _is_internal_ip(host):
             problem = "The URL must point to a public address."
     if problem is None:
@@ -141,6 +145,8 @@ def webhook_rotate_secret(*, client: ApiClient) -> WebhookSettings:
 def webhook_clear(*, client: ApiClient) -> None:
     """Removes the URL and the secret. Pending events are not sent (they are given up)."""
     ApiClient.objects.filter(pk=client.pk).update(webhook_url="", webhook_secret="")
+    WebhookDelivery.objects.filter(client=client, delivered_at__isnull=True).update(
+        next_attempt_at=None, last_error="webhook removed")
     logger.info("client %s: webhook removed", client.pk)
 
 
@@ -218,8 +224,22 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
+def _resolves_publicly(host: str) -> bool:
+    """Every address the name resolves to is public (no SSRF into our own network)."""
+    if host in LOCAL_HOSTS and settings.WEBHOOK_ALLOW_LOCAL:
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_global for info in infos)
+
+
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> str | None:
     """None when the receiver answered 2xx, else a short reason (never the URL or the body)."""
+    host = urlsplit(url).hostname or ""
+    if not _resolves_publicly(host):
+        return "refused: the host does not resolve to a public address"
     # The URL passed validate_webhook_url (http or https only) when the attempt was claimed.
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:

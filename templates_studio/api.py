@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from avatars.api import IsApiClient
 from avatars.models import Avatar
 from workstation.accounts.models import Role
-from workstation.api.errors import InvalidInput
+from workstation.api.errors import ConflictError, InvalidInput
 from workstation.api.permissions import HasRole, IsReviewer, IsStudioUser
 
 from . import services
@@ -33,6 +33,7 @@ from .models import (
     Template,
     TemplateEvent,
     TemplateRevision,
+    TemplateStatus,
 )
 from .selectors import published_templates
 from .spec import TEMPLATE_SPEC_SCHEMA, spec_diff
@@ -88,6 +89,8 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class TemplateSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.email", read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=20,
+                                 required=False)
     live_revision_number = serializers.IntegerField(source="live_revision.number",
                                                     allow_null=True, read_only=True)
     latest_revision_number = serializers.SerializerMethodField()
@@ -216,8 +219,11 @@ class TemplateDetailView(generics.RetrieveUpdateAPIView):
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_object(self):
-        return _template_for(self.request, self.kwargs["pk"],
-                             write=self.request.method not in ("GET", "HEAD", "OPTIONS"))
+        writing = self.request.method not in ("GET", "HEAD", "OPTIONS")
+        template = _template_for(self.request, self.kwargs["pk"], write=writing)
+        if writing and template.status == TemplateStatus.RETIRED:
+            raise ConflictError("This template is retired; it cannot be edited.")
+        return template
 
 
 class RevisionListCreateView(generics.ListAPIView):
@@ -477,7 +483,9 @@ class EventFeedView(generics.ListAPIView):
         if "template" in self.kwargs:
             queryset = queryset.filter(template_id=self.kwargs["template"])
         after = self.request.query_params.get("after")
-        if after and after.isdigit():
+        if after:
+            if not (after.isascii() and after.isdigit() and len(after) < 19):
+                raise InvalidInput({"after": ["Give an event id (a whole number)."]})
             queryset = queryset.filter(id__gt=int(after))
         return queryset
 
@@ -535,15 +543,21 @@ class AssetListCreateView(generics.ListAPIView):
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
+class PoseSerializer(serializers.Serializer):
+    pose = serializers.DictField()
+
+
 class PoseAssetView(APIView):
     permission_classes = [IsAuthor]
     parser_classes = [JSONParser]
 
     @extend_schema(summary="Create a pose control image from COCO-18 keypoints",
-                   request=OpenApiTypes.OBJECT, responses={201: AssetSerializer})
+                   request=PoseSerializer, responses={201: AssetSerializer})
     def post(self, request):
+        data = PoseSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         asset, created = services.pose_asset_create(user=request.user,
-                                                    pose=request.data.get("pose"))
+                                                    pose=data.validated_data["pose"])
         return Response(AssetSerializer(asset, context={"request": request}).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

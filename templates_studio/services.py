@@ -345,8 +345,11 @@ def template_retire(*, template: Template, user: User, comment: str = "") -> Tem
     if template.status == TemplateStatus.RETIRED:
         raise ConflictError("This template is already retired.")
     previous = template.status
+    from django.utils import timezone
+
     Review.objects.filter(template=template, state=ReviewState.OPEN).update(
-        state=ReviewState.CHANGES_REQUESTED, decided_by=user, comment="Template retired.")
+        state=ReviewState.CHANGES_REQUESTED, decided_by=user, comment="Template retired.",
+        decided_at=timezone.now())
     template.status, template.live_revision = TemplateStatus.RETIRED, None
     template.save(update_fields=["status", "live_revision", "updated_at"])
     _event(template=template, actor=user, action="retired", from_status=previous,

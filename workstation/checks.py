@@ -25,4 +25,9 @@ def check_production_configuration(app_configs, **kwargs):
             "CELERY_BROKER_URL uses the filesystem transport; production uses Redis.",
             id="workstation.W002",
         ))
+    if not settings.METRICS_TOKEN:
+        problems.append(Warning(
+            "METRICS_TOKEN is empty: /metrics is readable by anyone who reaches the web server.",
+            id="workstation.W003",
+        ))
     return problems

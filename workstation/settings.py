@@ -278,6 +278,8 @@ JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 TOKEN_RESEND_S = env.float("TOKEN_RESEND_S", default=30.0)
 WORKER_LIVE_S = env.float("WORKER_LIVE_S", default=120.0)
 SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", default=15.0)
+# Webhook URLs on localhost/127.0.0.1 (plain http) are for development only.
+WEBHOOK_ALLOW_LOCAL = env.bool("WEBHOOK_ALLOW_LOCAL", default=DEBUG)
 # /metrics: if set, scrapers must send `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Signed output links live this long (seconds); outputs are visible only to their owner.

@@ -1386,8 +1386,13 @@ export interface components {
             category?: components["schemas"]["CategoryEnum"];
             intended_age?: string;
             intended_gender?: string;
-            tags?: unknown;
+            tags?: string[];
             title?: string;
+        };
+        PoseRequest: {
+            pose: {
+                [key: string]: unknown;
+            };
         };
         PreviewCreateRequest: {
             avatars?: string[];
@@ -1510,7 +1515,7 @@ export interface components {
             readonly owner: string;
             readonly slug: string;
             readonly status: components["schemas"]["TemplateStatusEnum"];
-            tags?: unknown;
+            tags?: string[];
             title: string;
             /** Format: date-time */
             readonly updated_at: string;
@@ -1689,11 +1694,9 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["PoseRequest"];
             };
         };
         responses: {

@@ -170,7 +170,8 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     assert OwnerTurn.objects.filter(owner_key=alice_turn).exists()
     queued_id = make_avatar()  # photos still stored
     end_user = EndUser.objects.get(external_ref="alice")
-    job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1})
+    job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1},
+                                   avatar_id=ready_id)  # deleting the avatar must not orphan it
     name = default_storage.save(f"renders/{job.id}/0.png", io.BytesIO(b"\x89PNG fake"))
     RenderOutput.objects.create(job=job, index=0, storage_name=name, width=1, height=1, seed=1,
                                 sha256="x")
@@ -184,8 +185,9 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     response = consumer("alice").post("/api/v1/me/erase")
     assert response.status_code == 200, response.content
     receipt = response.json()
+    # render_jobs: the two avatars' training jobs and the generation.
     assert receipt["counts"] == {"avatars": 2, "photos": 3, "generated_images": 1,
-                                 "render_jobs": 1, "consents": 2}
+                                 "render_jobs": 3, "consents": 2}
     assert all(c["withdrawn_at"] for c in receipt["consents"])
 
     assert not EndUser.objects.filter(external_ref="alice").exists()

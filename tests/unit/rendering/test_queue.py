@@ -328,3 +328,30 @@ def test_outputs_flagged_by_content_safety_are_withheld_and_refunded(shop, setti
     assert body["status"] == "failed" and body["error"]["code"] == "unsafe_output"
     assert body["output"] == []
     assert balance(end_user=shop.end_user, credit_type="generation") == 3
+
+
+def test_requeued_job_canceled_before_it_restarts_is_refunded(shop, settings):
+    settings.AVATAR_GENERATION_ALLOWANCE = 0
+    job = create(shop).json()
+    dispatch.claim_next(lane="render", worker="dead")
+    RenderJob.objects.filter(pk=job["id"]).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
+    dispatch.sweep()
+    assert shop.post(job["urls"]["cancel"]).json()["status"] == "canceled"
+    assert balance(end_user=shop.end_user, credit_type="generation") == 3
+
+
+def test_idempotency_key_cannot_be_reused_for_another_request(shop):
+    first = create(shop, HTTP_IDEMPOTENCY_KEY="k1").json()
+    dispatch_once(lane="render", worker="w")
+    refine = shop.post(first["urls"]["refine"], HTTP_IDEMPOTENCY_KEY="k1")
+    assert refine.status_code == 409
+
+
+def test_published_template_stays_in_the_catalog_while_a_new_revision_is_reviewed(shop):
+    from templates_studio.models import Template, TemplateStatus
+
+    Template.objects.filter(pk=shop.template.pk).update(status=TemplateStatus.IN_REVIEW)
+    catalog = shop.get("/api/v1/catalog/templates").json()
+    assert [t["id"] for t in catalog["results"]] == [str(shop.template.pk)]
+    assert create(shop).status_code == 201

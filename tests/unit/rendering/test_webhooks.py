@@ -22,6 +22,13 @@ from rendering.services import job_cancel, job_finished_without_running, render_
 from workstation.accounts.models import ApiClient, EndUser
 from workstation.accounts.services import api_client_create
 
+
+@pytest.fixture(autouse=True)
+def local_receivers_allowed(settings):
+    """The receivers in these tests listen on 127.0.0.1 (allowed only in development)."""
+    settings.WEBHOOK_ALLOW_LOCAL = True
+
+
 pytestmark = pytest.mark.django_db
 
 SPEC = {"prompt": "x", "seed": 1}
@@ -431,3 +438,24 @@ def test_the_delivery_task_goes_to_the_maintenance_queue(partner, receiver, eage
     assert [kwargs["queue"] for kwargs in sent] == ["maintenance"]
     assert len(receiver.requests) == 1  # run in-process by the eager worker
     assert WebhookDelivery.objects.get().delivered_at is not None
+
+
+@pytest.mark.django_db
+def test_local_webhook_urls_are_refused_outside_development(settings):
+    from rendering.webhooks import validate_webhook_url
+    from workstation.api.errors import InvalidInput
+
+    settings.WEBHOOK_ALLOW_LOCAL = False
+    with pytest.raises(InvalidInput):
+        validate_webhook_url("http://127.0.0.1:9000/hook")
+    with pytest.raises(InvalidInput):
+        validate_webhook_url("https://10.0.0.5/hook")
+    assert validate_webhook_url("https://hooks.example.com/x") == "https://hooks.example.com/x"
+
+
+def test_names_resolving_to_private_addresses_are_not_posted_to(settings):
+    from rendering.webhooks import _post
+
+    settings.WEBHOOK_ALLOW_LOCAL = False
+    reason = _post("http://localhost:9/hook", body=b"{}", headers={})
+    assert reason and reason.startswith("refused")

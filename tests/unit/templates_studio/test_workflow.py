@@ -299,3 +299,23 @@ def test_revisions_are_immutable(signed_in, designer):
     revision.spec = {"prompt": "changed"}
     with pytest.raises(ValueError, match="immutable"):
         revision.save()
+
+
+def test_bad_query_and_body_shapes_are_400_not_500(signed_in, designer):
+    client = signed_in(designer)
+    assert client.get("/api/studio/events?after=²").status_code == 400
+    assert client.post("/api/studio/assets/pose", [1, 2], format="json").status_code == 400
+    assert client.post("/api/studio/assets/pose", {"pose": "x"}, format="json").status_code == 400
+
+
+def test_retired_template_cannot_be_patched(signed_in, designer):
+    client = signed_in(designer)
+    template_id = create_template(client)
+    bad_tags = client.patch(f"/api/studio/templates/{template_id}", {"tags": [{"x": 1}]},
+                            format="json")
+    assert bad_tags.status_code == 400 and "tags" in bad_tags.json()["error"]["fields"]
+    assert client.post(f"/api/studio/templates/{template_id}/retire", {},
+                       format="json").status_code == 200
+    response = client.patch(f"/api/studio/templates/{template_id}", {"title": "New"},
+                            format="json")
+    assert response.status_code == 409

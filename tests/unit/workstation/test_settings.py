@@ -30,6 +30,7 @@ PRODUCTION_ENV = {
     "USE_X_FORWARDED_PROTO": "true",
     "DATA_MASTER_KEYS": "prod1:" + "A" * 43,
     "CONTENT_SAFETY_CHECKER": "diffusers:/srv/models/safety-checker",
+    "METRICS_TOKEN": "m" * 32,
 }
 
 
