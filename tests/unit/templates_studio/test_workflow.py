@@ -313,7 +313,7 @@ def test_retired_template_cannot_be_patched(signed_in, designer):
     template_id = create_template(client)
     bad_tags = client.patch(f"/api/studio/templates/{template_id}", {"tags": [{"x": 1}]},
                             format="json")
-    assert bad_tags.status_code == 400 and "tags" in bad_tags.json()["error"]["fields"]
+    assert bad_tags.status_code == 400 and "tags.0" in bad_tags.json()["error"]["fields"]
     assert client.post(f"/api/studio/templates/{template_id}/retire", {},
                        format="json").status_code == 200
     response = client.patch(f"/api/studio/templates/{template_id}", {"title": "New"},
