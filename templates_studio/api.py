@@ -394,31 +394,22 @@ class ReviewDetailView(generics.RetrieveAPIView):
         return Response(body)
 
 
-class ReviewApproveView(APIView):
-    permission_classes = [IsReviewer]
+class ReviewDecisionView(APIView):
+    """Approve (and publish) or request changes; the comment is required for the latter."""
 
-    @extend_schema(summary="Approve and publish", request=CommentSerializer,
+    permission_classes = [IsReviewer]
+    decision = ""
+
+    @extend_schema(summary="Decide an open review", request=CommentSerializer,
                    responses={200: TemplateSerializer})
     def post(self, request, review_id):
         review = get_object_or_404(Review, pk=review_id)
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        template = services.review_approve(review=review, user=request.user,
-                                           comment=data.validated_data["comment"])
-        return Response(TemplateSerializer(template).data)
-
-
-class ReviewRequestChangesView(APIView):
-    permission_classes = [IsReviewer]
-
-    @extend_schema(summary="Request changes with a comment", request=CommentSerializer,
-                   responses={200: TemplateSerializer})
-    def post(self, request, review_id):
-        review = get_object_or_404(Review, pk=review_id)
-        data = CommentSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        template = services.review_request_changes(review=review, user=request.user,
-                                                   comment=data.validated_data["comment"])
+        decide = {"approve": services.review_approve,
+                  "request-changes": services.review_request_changes}[self.decision]
+        template = decide(review=review, user=request.user,
+                          comment=data.validated_data["comment"])
         return Response(TemplateSerializer(template).data)
 
 

@@ -181,7 +181,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Approve and publish */
+        /**
+         * Decide an open review
+         * @description Approve (and publish) or request changes; the comment is required for the latter.
+         */
         post: operations["reviews_approve_create"];
         delete?: never;
         options?: never;
@@ -198,7 +201,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Request changes with a comment */
+        /**
+         * Decide an open review
+         * @description Approve (and publish) or request changes; the comment is required for the latter.
+         */
         post: operations["reviews_request_changes_create"];
         delete?: never;
         options?: never;
