@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import default_storage, storages
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -61,7 +61,7 @@ def check_storage() -> ComponentState:
             default_storage.delete(saved)
     except Exception as exc:
         return ComponentState(False, f"unavailable ({type(exc).__name__})")
-    return ComponentState(ok, type(default_storage._wrapped).__name__ if ok else "read-back mismatch")
+    return ComponentState(ok, type(storages["default"]).__name__ if ok else "read-back mismatch")
 
 
 def check_engine() -> ComponentState:
