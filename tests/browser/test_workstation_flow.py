@@ -39,8 +39,11 @@ def sign_out(page) -> None:
 def preview_and_wait(page) -> None:
     page.get_by_role("button", name="Preview", exact=True).click()
     grid = page.get_by_test_id("preview-grid")
-    grid.get_by_role("img", name="Ana, seed 2").wait_for(timeout=120_000)
-    grid.get_by_role("img", name="Ana, seed 1").wait_for(timeout=120_000)
+    # A cell's <img> exists only once its job succeeded; it is lazy-loaded, so an off-screen
+    # one may not be "visible" yet: wait for it to be in the page.
+    for seed in (1, 2):
+        grid.get_by_role("img", name=f"Ana, seed {seed}").wait_for(state="attached",
+                                                                   timeout=120_000)
 
 
 def test_designer_reviewer_round_trip(page, live_server, celery_worker, make_user,
