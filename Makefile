@@ -11,24 +11,36 @@ BIN := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: help run test venv frontend models migrate demo lint pytest vitest chromium system-deps clean api-check api-types
+.PHONY: lock help run test venv frontend models migrate demo lint pytest vitest chromium system-deps clean api-check api-types
 
 help:
 	@echo "make run   - start the workstation on http://127.0.0.1:$(WEB_PORT)/studio/ (embedded defaults)"
 	@echo "make test  - install what is needed and run the whole suite"
 
 # --- Python ------------------------------------------------------------------------------------
-# torch is installed first and pinned through constraints.txt for everything after it, so no
-# package can swap the CPU build for a multi-GB CUDA one (see pyproject.toml).
-PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# Every Python package comes from requirements.lock (exact versions, resolved by `make lock`).
+# torch is installed first from constraints.txt: on these machines `torch==2.13.0` resolves to
+# the local CPU wheel, on a GPU machine to the CUDA build of the same version. The lock records
+# the version without its local label (+cpu), and everything after torch is installed with the
+# constraint, so nothing swaps the CPU build for a multi-GB CUDA one.
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # Drop pip's notes about index folders this machine does not have; keep real errors.
-PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
-$(BIN)/.installed: pyproject.toml constraints.txt
+PIP_QUIET := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
+$(BIN)/.installed: pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip $(PIP_QUIET)
+	$(PIP) "$$(grep -m1 '^pip==' requirements.lock)" $(PIP_QUIET)
 	$(PIP) "$$(grep -m1 '^torch==' constraints.txt)" $(PIP_QUIET)
-	$(PIP) -c constraints.txt -e '.[dev]' $(PIP_QUIET)
+	$(PIP) -c constraints.txt -r requirements.lock $(PIP_QUIET)
+	$(BIN)/python tools/check_lock.py requirements.lock
 	touch $@
+
+# Re-resolve every dependency (runtime and dev) to exact versions. Run after editing the ranges
+# in pyproject.toml, or to take upstream releases on purpose; then `make test` and commit both.
+lock: venv
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --allow-unsafe --no-emit-index-url \
+	  --no-emit-find-links --no-header -o requirements.lock pyproject.toml $(PIP_QUIET)
+	sed -i -E 's/^(torch==[^+ ]+)\+[A-Za-z0-9.]+/\1/' requirements.lock
+	@echo "requirements.lock updated: run make test, then commit pyproject.toml and the lock."
 
 venv: $(BIN)/.installed
 

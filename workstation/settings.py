@@ -101,8 +101,10 @@ TEMPLATES = [
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": 10}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -121,8 +123,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write concurrently: WAL lets readers proceed, IMMEDIATE
     # transactions and a timeout make writers queue instead of failing with "locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE",
-         "timeout": 20}
+        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
     )
     # A file, not memory, so a worker subprocess can see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
@@ -195,12 +196,15 @@ _BROKER_DIR = VAR_DIR / "broker"
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=55 * 60)
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
+        # Exchange state (broadcast/pidbox bindings); kombu's default is ./control in the
+        # current directory, which would litter the checkout.
+        "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
@@ -231,6 +235,7 @@ TEMPLATE_BASE_SIZE = env.int("TEMPLATE_BASE_SIZE", default=64 if ENGINE_PROFILE 
 ENGINE_WARM_ON_START = env.bool("ENGINE_WARM_ON_START", default=True)
 
 # --- Personal data: encryption, intake, retention -----------------------------------------------
+
 
 def _embedded_master_keys(path: Path) -> str:
     """Like the embedded SECRET_KEY: a local-only fallback, refused by `check --deploy`."""
@@ -293,8 +298,13 @@ ENTITLEMENTS_ENFORCED = env.bool("ENTITLEMENTS_ENFORCED", default=True)
 # A render worker claims up to this many compatible jobs into one forward pass (1 = off).
 RENDER_BATCH_LIMIT = env.int("RENDER_BATCH_LIMIT", default=4)
 # Before enough history exists, ETAs use these per-kind guesses (seconds).
-JOB_DEFAULT_SECONDS = {"generation": 8.0, "refinement": 8.0, "preview": 3.0,
-                       "test_render": 2.0, "training": 60.0}
+JOB_DEFAULT_SECONDS = {
+    "generation": 8.0,
+    "refinement": 8.0,
+    "preview": 3.0,
+    "test_render": 2.0,
+    "training": 60.0,
+}
 
 CELERY_BEAT_SCHEDULE = {
     "retention-sweep": {
