@@ -11,8 +11,11 @@ class AvatarAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "is_test_avatar", "created_at", "last_used_at"]
     list_filter = ["status", "is_test_avatar"]
     exclude = ["wrapped_data_key", "reference_embedding"]
-    readonly_fields = [f.name for f in Avatar._meta.fields
-                       if f.name not in ("wrapped_data_key", "reference_embedding")]
+    readonly_fields = [
+        f.name
+        for f in Avatar._meta.fields
+        if f.name not in ("wrapped_data_key", "reference_embedding")
+    ]
 
     def changelist_view(self, request, extra_context=None):
         from django.contrib import messages
@@ -24,8 +27,17 @@ class AvatarAdmin(admin.ModelAdmin):
 @admin.register(ConsentRecord)
 class ConsentRecordAdmin(admin.ModelAdmin):
     list_display = ["id", "agreement_version", "created_at", "withdrawn_at"]
-    readonly_fields = ["id", "end_user", "agreement_version", "agreement_hash", "text_shown",
-                       "items", "age_confirmation", "created_at", "withdrawn_at"]
+    readonly_fields = [
+        "id",
+        "end_user",
+        "agreement_version",
+        "agreement_hash",
+        "text_shown",
+        "items",
+        "age_confirmation",
+        "created_at",
+        "withdrawn_at",
+    ]
 
 
 @admin.register(AuditEvent)

@@ -34,22 +34,37 @@ class IsApiClient(BasePermission):
 
 # --- Consent -------------------------------------------------------------------------------------
 
+
 class ConsentCurrentView(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(summary="The current consent agreement (show it verbatim)",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="The current consent agreement (show it verbatim)",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         document = agreement.agreement_document()
-        return Response({**document, "hash": agreement.agreement_hash(document),
-                         "text": agreement.agreement_text(document)})
+        return Response(
+            {
+                **document,
+                "hash": agreement.agreement_hash(document),
+                "text": agreement.agreement_text(document),
+            }
+        )
 
 
 class ConsentSerializer(serializers.ModelSerializer):
     class Meta:
         model = ConsentRecord
-        fields = ["id", "agreement_version", "agreement_hash", "items", "age_confirmation",
-                  "created_at", "withdrawn_at"]
+        fields = [
+            "id",
+            "agreement_version",
+            "agreement_hash",
+            "items",
+            "age_confirmation",
+            "created_at",
+            "withdrawn_at",
+        ]
         read_only_fields = fields
 
 
@@ -65,8 +80,11 @@ class ConsentListCreateView(ConsumerScopedMixin, generics.ListAPIView):
     def scoped_queryset(self):
         return ConsentRecord.objects.all()
 
-    @extend_schema(summary="Record the end user's consent", request=ConsentCreateSerializer,
-                   responses={201: ConsentSerializer})
+    @extend_schema(
+        summary="Record the end user's consent",
+        request=ConsentCreateSerializer,
+        responses={201: ConsentSerializer},
+    )
     def post(self, request):
         data = ConsentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -76,6 +94,7 @@ class ConsentListCreateView(ConsumerScopedMixin, generics.ListAPIView):
 
 class ConsentWithdrawView(ConsumerScopedMixin, generics.GenericAPIView):
     serializer_class = ConsentSerializer
+
     def scoped_queryset(self):
         return ConsentRecord.objects.all()
 
@@ -89,6 +108,7 @@ class ConsentWithdrawView(ConsumerScopedMixin, generics.GenericAPIView):
 
 # --- Avatars -------------------------------------------------------------------------------------
 
+
 class AvatarSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     queue = serializers.SerializerMethodField()
@@ -97,9 +117,20 @@ class AvatarSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Avatar
-        fields = ["id", "name", "status", "progress", "queue", "failure", "photo_count",
-                  "created_at", "finished_at", "last_used_at", "scheduled_deletion_at",
-                  "deletion_notice_at"]
+        fields = [
+            "id",
+            "name",
+            "status",
+            "progress",
+            "queue",
+            "failure",
+            "photo_count",
+            "created_at",
+            "finished_at",
+            "last_used_at",
+            "scheduled_deletion_at",
+            "deletion_notice_at",
+        ]
         read_only_fields = fields
 
     def get_progress(self, avatar) -> dict:
@@ -148,22 +179,35 @@ class AvatarListCreateView(ConsumerScopedMixin, generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)
-        audit(actor=actor_of(request.user), action="avatars_listed", object_type="avatar",
-              purpose="end user's own request", end_user=request.user.existing_end_user())
+        audit(
+            actor=actor_of(request.user),
+            action="avatars_listed",
+            object_type="avatar",
+            purpose="end user's own request",
+            end_user=request.user.existing_end_user(),
+        )
         return response
 
-    @extend_schema(summary="Upload photos and start making an avatar",
-                   request={"multipart/form-data": AvatarCreateSerializer},
-                   responses={202: AvatarSerializer})
+    @extend_schema(
+        summary="Upload photos and start making an avatar",
+        request={"multipart/form-data": AvatarCreateSerializer},
+        responses={202: AvatarSerializer},
+    )
     def post(self, request):
-        data = AvatarCreateSerializer(data={
-            "consent": request.data.get("consent"), "front_photo": request.FILES.get("front_photo"),
-            "photos": _photo_files(request), "name": request.data.get("name", ""),
-        })
+        data = AvatarCreateSerializer(
+            data={
+                "consent": request.data.get("consent"),
+                "front_photo": request.FILES.get("front_photo"),
+                "photos": _photo_files(request),
+                "name": request.data.get("name", ""),
+            }
+        )
         data.is_valid(raise_exception=True)
         avatar, screened = services.avatar_create(
-            principal=request.user, consent_id=data.validated_data["consent"],
-            front=data.validated_data["front_photo"], photos=data.validated_data["photos"],
+            principal=request.user,
+            consent_id=data.validated_data["consent"],
+            front=data.validated_data["front_photo"],
+            photos=data.validated_data["photos"],
             name=data.validated_data.get("name", ""),
         )
         return _accepted(avatar, screened, request)
@@ -177,23 +221,34 @@ class AvatarDetailView(ConsumerScopedMixin, generics.RetrieveDestroyAPIView):
 
     def retrieve(self, request, *args, **kwargs):
         response = super().retrieve(request, *args, **kwargs)
-        audit(actor=actor_of(request.user), action="avatar_read", object_type="avatar",
-              object_id=kwargs["pk"], purpose="end user's own request",
-              end_user=request.user.existing_end_user())
+        audit(
+            actor=actor_of(request.user),
+            action="avatar_read",
+            object_type="avatar",
+            object_id=kwargs["pk"],
+            purpose="end user's own request",
+            end_user=request.user.existing_end_user(),
+        )
         return response
 
     def perform_destroy(self, instance):
-        services.avatar_erase(avatar=instance, actor=actor_of(self.request.user),
-                              purpose="end user's deletion request")
+        services.avatar_erase(
+            avatar=instance,
+            actor=actor_of(self.request.user),
+            purpose="end user's deletion request",
+        )
 
 
 # --- Export and erasure ------------------------------------------------------------------------------
 
+
 class ExportView(APIView):
     permission_classes = ConsumerScopedMixin.permission_classes
 
-    @extend_schema(summary="Everything held about this end user, as a zip",
-                   responses={(200, "application/zip"): bytes})
+    @extend_schema(
+        summary="Everything held about this end user, as a zip",
+        responses={(200, "application/zip"): bytes},
+    )
     def get(self, request):
         payload = services.end_user_export(principal=request.user)
         response = HttpResponse(payload, content_type="application/zip")
@@ -213,8 +268,11 @@ class ErasureReceiptSerializer(serializers.Serializer):
 class EraseView(APIView):
     permission_classes = ConsumerScopedMixin.permission_classes
 
-    @extend_schema(summary="Erase everything held about this end user", request=None,
-                   responses={200: ErasureReceiptSerializer})
+    @extend_schema(
+        summary="Erase everything held about this end user",
+        request=None,
+        responses={200: ErasureReceiptSerializer},
+    )
     def post(self, request):
         receipt = services.end_user_erase(principal=request.user)
         return Response(ErasureReceiptSerializer(receipt).data)
@@ -222,10 +280,15 @@ class EraseView(APIView):
 
 # --- Operators: the test-avatar panel ---------------------------------------------------------------
 
+
 class TestAvatarSerializer(AvatarSerializer):
     class Meta(AvatarSerializer.Meta):
-        fields = AvatarSerializer.Meta.fields + ["panel_gender", "panel_age_band",
-                                                 "rights_declaration", "is_test_avatar"]
+        fields = AvatarSerializer.Meta.fields + [
+            "panel_gender",
+            "panel_age_band",
+            "rights_declaration",
+            "is_test_avatar",
+        ]
         read_only_fields = fields
 
 
@@ -248,20 +311,31 @@ class TestAvatarListCreateView(generics.ListAPIView):
     def get_queryset(self):
         return Avatar.objects.filter(is_test_avatar=True)
 
-    @extend_schema(summary="Add a test avatar to the panel",
-                   request={"multipart/form-data": TestAvatarCreateSerializer},
-                   responses={202: TestAvatarSerializer})
+    @extend_schema(
+        summary="Add a test avatar to the panel",
+        request={"multipart/form-data": TestAvatarCreateSerializer},
+        responses={202: TestAvatarSerializer},
+    )
     def post(self, request):
-        data = TestAvatarCreateSerializer(data={
-            **{k: request.data.get(k) for k in ("name", "gender", "age_band",
-                                                "rights_declaration")},
-            "front_photo": request.FILES.get("front_photo"), "photos": _photo_files(request),
-        })
+        data = TestAvatarCreateSerializer(
+            data={
+                **{
+                    k: request.data.get(k)
+                    for k in ("name", "gender", "age_band", "rights_declaration")
+                },
+                "front_photo": request.FILES.get("front_photo"),
+                "photos": _photo_files(request),
+            }
+        )
         data.is_valid(raise_exception=True)
         values = data.validated_data
         avatar, screened = services.test_avatar_create(
-            user=request.user, front=values["front_photo"], photos=values["photos"],
-            name=values["name"], gender=values["gender"], age_band=values["age_band"],
+            user=request.user,
+            front=values["front_photo"],
+            photos=values["photos"],
+            name=values["name"],
+            gender=values["gender"],
+            age_band=values["age_band"],
             rights_declaration=values["rights_declaration"],
         )
         body = TestAvatarSerializer(avatar).data
@@ -277,5 +351,8 @@ class TestAvatarDetailView(generics.RetrieveDestroyAPIView):
         return Avatar.objects.filter(is_test_avatar=True)
 
     def perform_destroy(self, instance):
-        services.avatar_erase(avatar=instance, actor=actor_of(self.request.user),
-                              purpose="test avatar removed from the panel")
+        services.avatar_erase(
+            avatar=instance,
+            actor=actor_of(self.request.user),
+            purpose="test avatar removed from the panel",
+        )

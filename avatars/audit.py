@@ -16,7 +16,20 @@ def actor_of(principal) -> str:
     return "system"
 
 
-def audit(*, actor: str, action: str, object_type: str, purpose: str, object_id: str = "",
-          end_user: EndUser | None = None) -> None:
-    AuditEvent.objects.create(actor=actor, action=action, object_type=object_type,
-                              object_id=str(object_id), purpose=purpose, end_user=end_user)
+def audit(
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    purpose: str,
+    object_id: str = "",
+    end_user: EndUser | None = None,
+) -> None:
+    AuditEvent.objects.create(
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        purpose=purpose,
+        end_user=end_user,
+    )

@@ -6,13 +6,19 @@ from django.core.checks import Error, Tags, Warning, register
 def check_personal_data_configuration(app_configs, **kwargs):
     problems = []
     if not settings.DATA_MASTER_KEYS_FROM_ENVIRONMENT:
-        problems.append(Error(
-            "DATA_MASTER_KEYS is not set in the environment (the embedded key under var/ is "
-            "for local runs only).", id="avatars.E001",
-        ))
+        problems.append(
+            Error(
+                "DATA_MASTER_KEYS is not set in the environment (the embedded key under var/ is "
+                "for local runs only).",
+                id="avatars.E001",
+            )
+        )
     if settings.CONTENT_SAFETY_CHECKER == "none":
-        problems.append(Warning(
-            "No content-safety checker is configured (CONTENT_SAFETY_CHECKER=none): uploads "
-            "and outputs are not screened.", id="avatars.W001",
-        ))
+        problems.append(
+            Warning(
+                "No content-safety checker is configured (CONTENT_SAFETY_CHECKER=none): uploads "
+                "and outputs are not screened.",
+                id="avatars.W001",
+            )
+        )
     return problems

@@ -38,8 +38,11 @@ class ScreenedPhotos:
 
 def _read(upload: UploadedFile, field: str) -> bytes | PhotoIssue:
     if upload.size is not None and upload.size > settings.AVATAR_PHOTO_MAX_BYTES:
-        return PhotoIssue(field, "file_too_large",
-                          f"The file is larger than {settings.AVATAR_PHOTO_MAX_BYTES // 2**20} MB.")
+        return PhotoIssue(
+            field,
+            "file_too_large",
+            f"The file is larger than {settings.AVATAR_PHOTO_MAX_BYTES // 2**20} MB.",
+        )
     data = upload.read(settings.AVATAR_PHOTO_MAX_BYTES + 1)
     if len(data) > settings.AVATAR_PHOTO_MAX_BYTES:
         return PhotoIssue(field, "file_too_large", "The file is too large.")
@@ -59,10 +62,14 @@ def screen_photos(*, front: UploadedFile, photos: list[UploadedFile]) -> Screene
 
     count = len(photos)
     if not settings.AVATAR_MIN_PHOTOS <= count <= settings.AVATAR_MAX_PHOTOS:
-        raise InvalidInput({"photos": [
-            f"Upload between {settings.AVATAR_MIN_PHOTOS} and {settings.AVATAR_MAX_PHOTOS} "
-            f"photos; you sent {count}."
-        ]})
+        raise InvalidInput(
+            {
+                "photos": [
+                    f"Upload between {settings.AVATAR_MIN_PHOTOS} and {settings.AVATAR_MAX_PHOTOS} "
+                    f"photos; you sent {count}."
+                ]
+            }
+        )
     front_data = _read(front, "front_photo")
     if isinstance(front_data, PhotoIssue):
         raise _reject([front_data], "The front photo cannot be used.")
@@ -77,20 +84,25 @@ def screen_photos(*, front: UploadedFile, photos: list[UploadedFile]) -> Screene
 
     try:
         result = faces.prepare_training_photos(
-            front_data, datas, resolution=512, keep=settings.AVATAR_KEEP_PHOTOS,
+            front_data,
+            datas,
+            resolution=512,
+            keep=settings.AVATAR_KEEP_PHOTOS,
             min_face_px=settings.AVATAR_MIN_FACE_PX,
         )
     except faces.FrontPhotoError as exc:
-        raise _reject([PhotoIssue("front_photo", str(exc.code), str(exc))],
-                      "The front photo cannot be used.") from exc
+        raise _reject(
+            [PhotoIssue("front_photo", str(exc.code), str(exc))], "The front photo cannot be used."
+        ) from exc
 
     issues: list[PhotoIssue] = []
     for decision in result.decisions:
         if decision.index in early:
             issues.append(early[decision.index])
         elif not decision.accepted:
-            issues.append(PhotoIssue(f"photos.{decision.index}", str(decision.code),
-                                     decision.reason))
+            issues.append(
+                PhotoIssue(f"photos.{decision.index}", str(decision.code), decision.reason)
+            )
     crops = [photo.image for photo in result.accepted]
 
     from .safety import get_checker
@@ -98,11 +110,15 @@ def screen_photos(*, front: UploadedFile, photos: list[UploadedFile]) -> Screene
     checker = get_checker()
     if checker is not None and crops:
         verdicts = checker.check(crops)
-        flagged = {photo.index for photo, v in zip(result.accepted, verdicts, strict=True)
-                   if v.flagged}
-        issues += [PhotoIssue(f"photos.{i}", "unsafe_content",
-                              "This photo did not pass the content-safety check.")
-                   for i in sorted(flagged)]
+        flagged = {
+            photo.index for photo, v in zip(result.accepted, verdicts, strict=True) if v.flagged
+        }
+        issues += [
+            PhotoIssue(
+                f"photos.{i}", "unsafe_content", "This photo did not pass the content-safety check."
+            )
+            for i in sorted(flagged)
+        ]
         crops = [p.image for p in result.accepted if p.index not in flagged]
 
     rejected = [i for i in issues if i.code != "not_among_most_consistent"]
@@ -113,5 +129,6 @@ def screen_photos(*, front: UploadedFile, photos: list[UploadedFile]) -> Screene
             f"Only {usable} of {count} photos can be used; at least "
             f"{settings.AVATAR_MIN_USABLE_PHOTOS} are needed. Nothing was stored.",
         )
-    return ScreenedPhotos(crops=crops, reference_embedding=result.reference_embedding,
-                          dropped=issues)
+    return ScreenedPhotos(
+        crops=crops, reference_embedding=result.reference_embedding, dropped=issues
+    )

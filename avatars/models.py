@@ -60,7 +60,10 @@ class Avatar(models.Model):
     # they hold the rights. Never visible through consumer endpoints.
     is_test_avatar = models.BooleanField(default=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     rights_declaration = models.TextField(blank=True)
@@ -68,8 +71,9 @@ class Avatar(models.Model):
     panel_age_band = models.CharField(max_length=16, blank=True)
 
     name = models.CharField(max_length=80, blank=True)
-    status = models.CharField(max_length=16, choices=AvatarStatus.choices,
-                              default=AvatarStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=AvatarStatus.choices, default=AvatarStatus.QUEUED, db_index=True
+    )
     failure_code = models.CharField(max_length=48, blank=True)
     failure_reason = models.TextField(blank=True)
     progress_step = models.PositiveIntegerField(default=0)
@@ -95,8 +99,10 @@ class Avatar(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=(Q(is_test_avatar=False, end_user__isnull=False, consent__isnull=False)
-                           | Q(is_test_avatar=True, end_user__isnull=True)),
+                condition=(
+                    Q(is_test_avatar=False, end_user__isnull=False, consent__isnull=False)
+                    | Q(is_test_avatar=True, end_user__isnull=True)
+                ),
                 name="avatar_is_consumer_with_consent_or_test",
             ),
         ]

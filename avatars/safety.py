@@ -48,8 +48,10 @@ class DiffusersSafetyChecker:
         placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)
         with torch.no_grad():
             _, flags = self._model(clip_input=inputs.pixel_values, images=placeholders)
-        return [SafetyVerdict(bool(flag), "flagged by the safety checker" if flag else "")
-                for flag in flags]
+        return [
+            SafetyVerdict(bool(flag), "flagged by the safety checker" if flag else "")
+            for flag in flags
+        ]
 
 
 @lru_cache(maxsize=1)

@@ -45,30 +45,49 @@ PROGRESS_MIN_INTERVAL_S = 1.0
 
 # --- Consent -------------------------------------------------------------------------------------
 
-def consent_give(*, principal: ConsumerPrincipal, agreement_hash: str, items: list[str],
-                 age_confirmation: str) -> ConsentRecord:
+
+def consent_give(
+    *, principal: ConsumerPrincipal, agreement_hash: str, items: list[str], age_confirmation: str
+) -> ConsentRecord:
     document = agreement.agreement_document()
     if agreement_hash != agreement.agreement_hash(document):
-        raise InvalidInput({"agreement_hash": [
-            "This is not the current agreement; fetch /api/v1/consent/current and show it again."
-        ]})
+        raise InvalidInput(
+            {
+                "agreement_hash": [
+                    "This is not the current agreement; fetch /api/v1/consent/current and show it again."
+                ]
+            }
+        )
     required = {item["key"] for item in document["items"]}
     missing = required - set(items)
     if missing:
-        raise InvalidInput({"items": [
-            f"Every item must be accepted separately; missing: {', '.join(sorted(missing))}."
-        ]})
+        raise InvalidInput(
+            {
+                "items": [
+                    f"Every item must be accepted separately; missing: {', '.join(sorted(missing))}."
+                ]
+            }
+        )
     if age_confirmation not in agreement.AGE_CHOICES:
-        raise InvalidInput({"age_confirmation": [
-            f"Must be one of: {', '.join(agreement.AGE_CHOICES)}."
-        ]})
+        raise InvalidInput(
+            {"age_confirmation": [f"Must be one of: {', '.join(agreement.AGE_CHOICES)}."]}
+        )
     record = ConsentRecord.objects.create(
-        end_user=principal.end_user, agreement_version=document["version"],
-        agreement_hash=agreement_hash, text_shown=agreement.agreement_text(document),
-        items=sorted(required), age_confirmation=age_confirmation,
+        end_user=principal.end_user,
+        agreement_version=document["version"],
+        agreement_hash=agreement_hash,
+        text_shown=agreement.agreement_text(document),
+        items=sorted(required),
+        age_confirmation=age_confirmation,
     )
-    audit(actor=actor_of(principal), action="consent_given", object_type="consent",
-          object_id=record.id, purpose="consent ledger", end_user=principal.end_user)
+    audit(
+        actor=actor_of(principal),
+        action="consent_given",
+        object_type="consent",
+        object_id=record.id,
+        purpose="consent ledger",
+        end_user=principal.end_user,
+    )
     return record
 
 
@@ -83,12 +102,19 @@ def consent_withdraw(*, principal: ConsumerPrincipal, consent: ConsentRecord) ->
     for avatar in list(consent.avatars.all()):
         avatar_erase(avatar=avatar, actor=actor_of(principal), purpose="consent withdrawn")
         erased += 1
-    audit(actor=actor_of(principal), action="consent_withdrawn", object_type="consent",
-          object_id=consent.id, purpose="consent ledger", end_user=consent.end_user)
+    audit(
+        actor=actor_of(principal),
+        action="consent_withdrawn",
+        object_type="consent",
+        object_id=consent.id,
+        purpose="consent ledger",
+        end_user=consent.end_user,
+    )
     return erased
 
 
 # --- Intake ----------------------------------------------------------------------------------------
+
 
 def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
     """Encrypts the crops and the reference embedding under a new data key; queues training."""
@@ -103,7 +129,9 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
             avatar.wrapped_data_key = crypto.wrap_data_key(data_key, owner_id=owner)
             avatar.reference_embedding = crypto.encrypt_blob(
                 screened.reference_embedding.astype(np.float32).tobytes(),
-                data_key=data_key, owner_id=owner, purpose="reference_embedding",
+                data_key=data_key,
+                owner_id=owner,
+                purpose="reference_embedding",
             )
             avatar.photo_count = len(screened.crops)
             if avatar.end_user is not None:
@@ -116,20 +144,30 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
                 from rendering.entitlements import charge
                 from rendering.models import CreditType
 
-                charge(end_user=avatar.end_user, credit_type=CreditType.AVATAR,
-                       note="avatar training", avatar=avatar)
+                charge(
+                    end_user=avatar.end_user,
+                    credit_type=CreditType.AVATAR,
+                    note="avatar training",
+                    avatar=avatar,
+                )
             for index, crop in enumerate(screened.crops):
                 buffer = io.BytesIO()
                 crop.save(buffer, format="PNG")  # pixels only: no EXIF, GPS or text chunks
-                sealed = crypto.encrypt_blob(buffer.getvalue(), data_key=data_key,
-                                             owner_id=owner, purpose=f"photo:{index}")
-                name = default_storage.save(f"avatars/{owner}/photos/{index}.bin",
-                                            ContentFile(sealed))
+                sealed = crypto.encrypt_blob(
+                    buffer.getvalue(), data_key=data_key, owner_id=owner, purpose=f"photo:{index}"
+                )
+                name = default_storage.save(
+                    f"avatars/{owner}/photos/{index}.bin", ContentFile(sealed)
+                )
                 stored.append(name)
                 AvatarPhoto.objects.create(avatar=avatar, index=index, storage_name=name)
-            render_job_create(kind=JobKind.TRAINING, spec={}, avatar=avatar,
-                              end_user=avatar.end_user,
-                              created_by=avatar.created_by if avatar.is_test_avatar else None)
+            render_job_create(
+                kind=JobKind.TRAINING,
+                spec={},
+                avatar=avatar,
+                end_user=avatar.end_user,
+                created_by=avatar.created_by if avatar.is_test_avatar else None,
+            )
     except Exception:
         for name in stored:
             default_storage.delete(name)
@@ -145,8 +183,14 @@ def _check_quota(end_user: EndUser) -> None:
         )
 
 
-def avatar_create(*, principal: ConsumerPrincipal, consent_id: uuid.UUID | str, front,
-                  photos: list, name: str = "") -> tuple[Avatar, ScreenedPhotos]:
+def avatar_create(
+    *,
+    principal: ConsumerPrincipal,
+    consent_id: uuid.UUID | str,
+    front,
+    photos: list,
+    name: str = "",
+) -> tuple[Avatar, ScreenedPhotos]:
     """Checks consent, quota and every photo; stores only what training needs."""
     end_user = principal.end_user
     consent = ConsentRecord.objects.owned_by(principal).filter(pk=consent_id).first()
@@ -164,30 +208,59 @@ def avatar_create(*, principal: ConsumerPrincipal, consent_id: uuid.UUID | str, 
     screened = screen_photos(front=front, photos=photos)
     avatar = Avatar(end_user=end_user, consent=consent, name=name[:80])
     _store_photos_and_enqueue(avatar, screened)
-    audit(actor=actor_of(principal), action="photos_uploaded", object_type="avatar",
-          object_id=avatar.id, purpose="train the end user's avatar", end_user=end_user)
+    audit(
+        actor=actor_of(principal),
+        action="photos_uploaded",
+        object_type="avatar",
+        object_id=avatar.id,
+        purpose="train the end user's avatar",
+        end_user=end_user,
+    )
     logger.info("avatar %s queued with %d photos", avatar.id, avatar.photo_count)
     return avatar, screened
 
 
-def test_avatar_create(*, user: User, front, photos: list, name: str, gender: str,
-                       age_band: str, rights_declaration: str) -> tuple[Avatar, ScreenedPhotos]:
+def test_avatar_create(
+    *,
+    user: User,
+    front,
+    photos: list,
+    name: str,
+    gender: str,
+    age_band: str,
+    rights_declaration: str,
+) -> tuple[Avatar, ScreenedPhotos]:
     """An operator adds a test avatar to the designers' preview panel (same pipeline)."""
     if not rights_declaration.strip():
-        raise InvalidInput({"rights_declaration": [
-            "Declare that you hold the rights to these photos and the person's consent."
-        ]})
+        raise InvalidInput(
+            {
+                "rights_declaration": [
+                    "Declare that you hold the rights to these photos and the person's consent."
+                ]
+            }
+        )
     screened = screen_photos(front=front, photos=photos)
-    avatar = Avatar(is_test_avatar=True, created_by=user, name=name[:80],
-                    panel_gender=gender, panel_age_band=age_band,
-                    rights_declaration=rights_declaration)
+    avatar = Avatar(
+        is_test_avatar=True,
+        created_by=user,
+        name=name[:80],
+        panel_gender=gender,
+        panel_age_band=age_band,
+        rights_declaration=rights_declaration,
+    )
     _store_photos_and_enqueue(avatar, screened)
-    audit(actor=actor_of(user), action="photos_uploaded", object_type="test_avatar",
-          object_id=avatar.id, purpose="test avatar panel")
+    audit(
+        actor=actor_of(user),
+        action="photos_uploaded",
+        object_type="test_avatar",
+        object_id=avatar.id,
+        purpose="test avatar panel",
+    )
     return avatar, screened
 
 
 # --- Training (worker) -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TrainingOutcome:
@@ -213,8 +286,12 @@ def _decrypt_photos(avatar: Avatar, data_key: bytes) -> list[Image.Image]:
     images = []
     for photo in avatar.photos.order_by("index"):
         with default_storage.open(photo.storage_name, "rb") as handle:
-            plain = crypto.decrypt_blob(handle.read(), data_key=data_key,
-                                        owner_id=str(avatar.id), purpose=f"photo:{photo.index}")
+            plain = crypto.decrypt_blob(
+                handle.read(),
+                data_key=data_key,
+                owner_id=str(avatar.id),
+                purpose=f"photo:{photo.index}",
+            )
         images.append(Image.open(io.BytesIO(plain)).convert("RGB"))
     return images
 
@@ -231,7 +308,9 @@ def avatar_photos_delete(*, avatar: Avatar) -> int:
 def _finish_failed(avatar: Avatar, *, code: str, reason: str) -> TrainingOutcome:
     avatar_photos_delete(avatar=avatar)
     Avatar.objects.filter(pk=avatar.pk).update(
-        status=AvatarStatus.FAILED, failure_code=code, failure_reason=reason,
+        status=AvatarStatus.FAILED,
+        failure_code=code,
+        failure_reason=reason,
         finished_at=timezone.now(),
     )
     logger.info("avatar %s failed: %s", avatar.pk, code)
@@ -263,12 +342,17 @@ def avatar_train_execute(*, avatar_id: str, job=None) -> TrainingOutcome:
         photos = _decrypt_photos(avatar, data_key)
     except (crypto.DecryptionError, OSError) as exc:
         logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
-        return _finish_failed(avatar, code="photos_unavailable",
-                              reason="Your photos could not be read. You were not charged.")
+        return _finish_failed(
+            avatar,
+            code="photos_unavailable",
+            reason="Your photos could not be read. You were not charged.",
+        )
     if not photos:
-        return _finish_failed(avatar, code="photos_expired",
-                              reason="Your photos were deleted before training could start. "
-                                     "You were not charged.")
+        return _finish_failed(
+            avatar,
+            code="photos_expired",
+            reason="Your photos were deleted before training could start. You were not charged.",
+        )
 
     last = {"write": 0.0}
 
@@ -287,67 +371,98 @@ def avatar_train_execute(*, avatar_id: str, job=None) -> TrainingOutcome:
     started = time.monotonic()
     try:
         config = TrainingConfig(
-            rank=settings.AVATAR_TRAINING_RANK, steps=settings.AVATAR_TRAINING_STEPS,
-            resolution=settings.AVATAR_TRAINING_RESOLUTION, seed=avatar.attempts,
+            rank=settings.AVATAR_TRAINING_RANK,
+            steps=settings.AVATAR_TRAINING_STEPS,
+            resolution=settings.AVATAR_TRAINING_RESOLUTION,
+            seed=avatar.attempts,
             time_budget_s=settings.AVATAR_TRAINING_TIME_BUDGET_S,
         )
-        Avatar.objects.filter(pk=owner).update(status=AvatarStatus.TRAINING,
-                                               progress_total=config.steps, progress_step=0)
+        Avatar.objects.filter(pk=owner).update(
+            status=AvatarStatus.TRAINING, progress_total=config.steps, progress_step=0
+        )
         registry = get_registry()
         trained = train_avatar_lora(
-            pipeline=get_engine().pipeline(), photos=photos, config=config,
-            on_progress=on_progress, should_cancel=erased, base_model=registry.default_base,
+            pipeline=get_engine().pipeline(),
+            photos=photos,
+            config=config,
+            on_progress=on_progress,
+            should_cancel=erased,
+            base_model=registry.default_base,
         )
     except TrainingCanceled:
         logger.info("avatar %s erased during training; result discarded", owner)
         return TrainingOutcome(False, "erased", "The avatar was deleted during training.")
     except EngineError as exc:
         logger.error("avatar %s: training failed: %s: %s", owner, type(exc).__name__, exc)
-        return _finish_failed(avatar, code="training_error", reason=(
-            "Training failed because of a technical problem. You were not charged."))
+        return _finish_failed(
+            avatar,
+            code="training_error",
+            reason=("Training failed because of a technical problem. You were not charged."),
+        )
     except Exception:
         logger.exception("avatar %s: training crashed", owner)
-        return _finish_failed(avatar, code="internal_error", reason=(
-            "Training failed because of an internal error. You were not charged."))
+        return _finish_failed(
+            avatar,
+            code="internal_error",
+            reason=("Training failed because of an internal error. You were not charged."),
+        )
     finally:
         del photos
 
-    sealed = crypto.encrypt_blob(lora_to_bytes(trained), data_key=data_key, owner_id=owner,
-                                 purpose="lora")
+    sealed = crypto.encrypt_blob(
+        lora_to_bytes(trained), data_key=data_key, owner_id=owner, purpose="lora"
+    )
     with transaction.atomic():
         locked = Avatar.objects.select_for_update().filter(pk=owner).first()
         if locked is None:  # erased while we trained: keep nothing
             return TrainingOutcome(False, "erased", "The avatar was deleted during training.")
         name = default_storage.save(f"avatars/{owner}/lora.bin", ContentFile(sealed))
         avatar_photos_delete(avatar=locked)  # photos go the moment the avatar exists
-        metadata = {k: v for k, v in trained.metadata.items()
-                    if isinstance(v, (str, int, float, bool))}
+        metadata = {
+            k: v for k, v in trained.metadata.items() if isinstance(v, (str, int, float, bool))
+        }
         metadata["wall_seconds"] = round(time.monotonic() - started, 2)
         Avatar.objects.filter(pk=owner).update(
-            status=AvatarStatus.READY, lora_object=name, training_metadata=metadata,
-            progress_step=config.steps, finished_at=timezone.now(), last_used_at=timezone.now(),
+            status=AvatarStatus.READY,
+            lora_object=name,
+            training_metadata=metadata,
+            progress_step=config.steps,
+            finished_at=timezone.now(),
+            last_used_at=timezone.now(),
         )
-    audit(actor=f"system:training:{owner}", action="avatar_trained", object_type="avatar",
-          object_id=owner, purpose="train the end user's avatar", end_user=avatar.end_user)
+    audit(
+        actor=f"system:training:{owner}",
+        action="avatar_trained",
+        object_type="avatar",
+        object_id=owner,
+        purpose="train the end user's avatar",
+        end_user=avatar.end_user,
+    )
     logger.info("avatar %s ready in %.1fs", owner, time.monotonic() - started)
     return TrainingOutcome(True)
 
 
 def avatar_reference_embedding(*, avatar: Avatar) -> np.ndarray:
     data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
-    plain = crypto.decrypt_blob(bytes(avatar.reference_embedding), data_key=data_key,
-                                owner_id=str(avatar.id), purpose="reference_embedding")
+    plain = crypto.decrypt_blob(
+        bytes(avatar.reference_embedding),
+        data_key=data_key,
+        owner_id=str(avatar.id),
+        purpose="reference_embedding",
+    )
     return np.frombuffer(plain, dtype=np.float32)
 
 
 def avatar_lora_bytes(*, avatar: Avatar) -> bytes:
     data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
     with default_storage.open(avatar.lora_object, "rb") as handle:
-        return crypto.decrypt_blob(handle.read(), data_key=data_key, owner_id=str(avatar.id),
-                                   purpose="lora")
+        return crypto.decrypt_blob(
+            handle.read(), data_key=data_key, owner_id=str(avatar.id), purpose="lora"
+        )
 
 
 # --- Erasure, retention, export --------------------------------------------------------------------
+
 
 def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
     """Deletes photos and the LoRA from storage, destroys the data key, deletes the row."""
@@ -361,8 +476,14 @@ def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
     avatar_id = str(avatar.pk)
     Avatar.objects.filter(pk=avatar.pk).update(wrapped_data_key=None, reference_embedding=None)
     Avatar.objects.filter(pk=avatar.pk).delete()
-    audit(actor=actor, action="avatar_erased", object_type="avatar", object_id=avatar_id,
-          purpose=purpose, end_user=end_user)
+    audit(
+        actor=actor,
+        action="avatar_erased",
+        object_type="avatar",
+        object_id=avatar_id,
+        purpose=purpose,
+        end_user=end_user,
+    )
     return {"avatars": 1, "photos": photos}
 
 
@@ -388,7 +509,9 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
     if end_user is not None:
         end_user = EndUser.objects.select_for_update().get(pk=end_user.pk)
         for avatar in Avatar.objects.filter(end_user=end_user):
-            erased = avatar_erase(avatar=avatar, actor=actor_of(principal), purpose="erasure request")
+            erased = avatar_erase(
+                avatar=avatar, actor=actor_of(principal), purpose="erasure request"
+            )
             counts["avatars"] += erased["avatars"]
             counts["photos"] += erased["photos"]
         for output in _generated_outputs(end_user):
@@ -399,11 +522,14 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
         counts["render_jobs"] = deleted.get("rendering.RenderJob", 0)
         now = timezone.now()
         for record in ConsentRecord.objects.filter(end_user=end_user).order_by("created_at"):
-            consents.append({
-                "version": record.agreement_version, "hash": record.agreement_hash,
-                "given_at": record.created_at.isoformat(),
-                "withdrawn_at": (record.withdrawn_at or now).isoformat(),
-            })
+            consents.append(
+                {
+                    "version": record.agreement_version,
+                    "hash": record.agreement_hash,
+                    "given_at": record.created_at.isoformat(),
+                    "withdrawn_at": (record.withdrawn_at or now).isoformat(),
+                }
+            )
         counts["consents"] = len(consents)
         digest = _end_user_digest(end_user)
         ConsentRecord.objects.filter(end_user=end_user).delete()
@@ -413,12 +539,19 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
         # Cascades to credit entries and webhook events; audit rows keep no link (SET_NULL).
         end_user.delete()
     else:
-        digest = _end_user_digest(EndUser(client=principal.client,
-                                          external_ref=principal.end_user_ref or ""))
-    receipt = ErasureReceipt.objects.create(client=principal.client, end_user_digest=digest,
-                                            counts=counts, consents=consents)
-    audit(actor=actor_of(principal), action="end_user_erased", object_type="erasure_receipt",
-          object_id=receipt.id, purpose="erasure request")
+        digest = _end_user_digest(
+            EndUser(client=principal.client, external_ref=principal.end_user_ref or "")
+        )
+    receipt = ErasureReceipt.objects.create(
+        client=principal.client, end_user_digest=digest, counts=counts, consents=consents
+    )
+    audit(
+        actor=actor_of(principal),
+        action="end_user_erased",
+        object_type="erasure_receipt",
+        object_id=receipt.id,
+        purpose="erasure request",
+    )
     return receipt
 
 
@@ -427,36 +560,61 @@ def end_user_export(*, principal: ConsumerPrincipal) -> bytes:
     end_user = principal.existing_end_user()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        manifest: dict = {"end_user": principal.end_user_ref, "exported_at":
-                          timezone.now().isoformat(), "avatars": [], "consents": [],
-                          "generated_images": []}
+        manifest: dict = {
+            "end_user": principal.end_user_ref,
+            "exported_at": timezone.now().isoformat(),
+            "avatars": [],
+            "consents": [],
+            "generated_images": [],
+        }
         if end_user is not None:
             for avatar in Avatar.objects.filter(end_user=end_user):
-                manifest["avatars"].append({
-                    "id": str(avatar.id), "name": avatar.name, "status": avatar.status,
-                    "created_at": avatar.created_at.isoformat(),
-                    "last_used_at": avatar.last_used_at.isoformat(),
-                    "photos_held": avatar.photos.count(),
-                    "training": avatar.training_metadata,
-                    "holds_face_embedding": bool(avatar.reference_embedding),
-                })
+                manifest["avatars"].append(
+                    {
+                        "id": str(avatar.id),
+                        "name": avatar.name,
+                        "status": avatar.status,
+                        "created_at": avatar.created_at.isoformat(),
+                        "last_used_at": avatar.last_used_at.isoformat(),
+                        "photos_held": avatar.photos.count(),
+                        "training": avatar.training_metadata,
+                        "holds_face_embedding": bool(avatar.reference_embedding),
+                    }
+                )
             for record in ConsentRecord.objects.filter(end_user=end_user):
-                manifest["consents"].append({
-                    "id": str(record.id), "version": record.agreement_version,
-                    "hash": record.agreement_hash, "text_shown": record.text_shown,
-                    "items": record.items, "age_confirmation": record.age_confirmation,
-                    "given_at": record.created_at.isoformat(),
-                    "withdrawn_at": record.withdrawn_at.isoformat() if record.withdrawn_at else None,
-                })
+                manifest["consents"].append(
+                    {
+                        "id": str(record.id),
+                        "version": record.agreement_version,
+                        "hash": record.agreement_hash,
+                        "text_shown": record.text_shown,
+                        "items": record.items,
+                        "age_confirmation": record.age_confirmation,
+                        "given_at": record.created_at.isoformat(),
+                        "withdrawn_at": record.withdrawn_at.isoformat()
+                        if record.withdrawn_at
+                        else None,
+                    }
+                )
             for output in _generated_outputs(end_user):
                 path = f"images/{output.job_id}/{output.index}.png"
                 with default_storage.open(output.storage_name, "rb") as handle:
                     archive.writestr(path, handle.read())
-                manifest["generated_images"].append({"path": path, "job": str(output.job_id),
-                                                     "created_at": output.created_at.isoformat()})
+                manifest["generated_images"].append(
+                    {
+                        "path": path,
+                        "job": str(output.job_id),
+                        "created_at": output.created_at.isoformat(),
+                    }
+                )
         archive.writestr("export.json", json.dumps(manifest, indent=2, ensure_ascii=False))
-    audit(actor=actor_of(principal), action="export", object_type="end_user",
-          purpose="access request", end_user=end_user)
+    audit(
+        actor=actor_of(principal),
+        action="export",
+        object_type="end_user",
+        purpose="access request",
+        end_user=end_user,
+    )
     return buffer.getvalue()
 
 
@@ -471,7 +629,9 @@ def retention_sweep(*, now=None) -> dict[str, int]:
         avatar_erase(avatar=avatar, actor="system:retention", purpose="retention period ended")
         counts["avatars_deleted"] += 1
     counts["notices"] = Avatar.objects.filter(
-        is_test_avatar=False, last_used_at__lt=now - notice_at, deletion_notice_at__isnull=True,
+        is_test_avatar=False,
+        last_used_at__lt=now - notice_at,
+        deletion_notice_at__isnull=True,
     ).update(deletion_notice_at=now)
 
     hard_limit = now - timedelta(hours=settings.PHOTO_HARD_LIMIT_HOURS)
@@ -483,8 +643,10 @@ def retention_sweep(*, now=None) -> dict[str, int]:
                 continue
             counts["photos_deleted"] += avatar_photos_delete(avatar=locked)
             if locked.is_in_flight:
-                reason = ("Training did not finish within the photo retention limit; your "
-                          "photos were deleted. You were not charged.")
+                reason = (
+                    "Training did not finish within the photo retention limit; your "
+                    "photos were deleted. You were not charged."
+                )
                 _finish_failed(locked, code="photos_expired", reason=reason)
                 _fail_waiting_training(locked, code="photos_expired", reason=reason)
     if any(counts.values()):
@@ -502,6 +664,7 @@ def master_keys_rotate() -> int:
             continue
         data_key = crypto.unwrap_data_key(wrapped, owner_id=str(avatar.id))
         Avatar.objects.filter(pk=avatar.pk).update(
-            wrapped_data_key=crypto.wrap_data_key(data_key, owner_id=str(avatar.id)))
+            wrapped_data_key=crypto.wrap_data_key(data_key, owner_id=str(avatar.id))
+        )
         changed += 1
     return changed

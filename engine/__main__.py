@@ -35,8 +35,10 @@ def _build_random(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     target = save_random(args.profile, args.directory, seed=args.seed, dtype=dtype[args.dtype])
-    print(f"built {args.profile} (seed {args.seed}, {args.dtype}) in {target} "
-          f"in {time.perf_counter() - started:.1f}s")
+    print(
+        f"built {args.profile} (seed {args.seed}, {args.dtype}) in {target} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
     return 0
 
 
@@ -44,7 +46,9 @@ def _batch_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not sizes or any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
     return sizes
@@ -135,8 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--models-dir", type=Path, help="where build-random saved the profile")
     bench.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
     bench.add_argument("--no-channels-last", action="store_true")
-    bench.add_argument("--train-steps", type=int, help="avatar training steps (default 10; 1 "
-                       "for full-size models on CPU)")
+    bench.add_argument(
+        "--train-steps",
+        type=int,
+        help="avatar training steps (default 10; 1 for full-size models on CPU)",
+    )
     bench.add_argument("--repeats", type=int, default=1, help="timed runs per measurement")
     bench.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for tiny)")
     bench.set_defaults(handler=_bench)

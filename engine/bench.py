@@ -68,7 +68,13 @@ BF16_PEAK_TFLOPS = {
     "RTX 4090": 165.2,
 }
 SECTIONS = (
-    "throughput", "unet", "training", "adapter_switch", "mixed_batch", "batch_render", "memory"
+    "throughput",
+    "unet",
+    "training",
+    "adapter_switch",
+    "mixed_batch",
+    "batch_render",
+    "memory",
 )
 
 
@@ -102,8 +108,9 @@ def _optional(module: str) -> Any | None:
         return None
 
 
-def _engine(profile: str, device: torch.device, dtype: torch.dtype, models_dir: Path | None,
-            workdir: Path) -> tuple[Engine, str]:
+def _engine(
+    profile: str, device: torch.device, dtype: torch.dtype, models_dir: Path | None, workdir: Path
+) -> tuple[Engine, str]:
     dtype_name = str(dtype).removeprefix("torch.")
     if profile == "tiny":
         from engine.tiny import build_tiny
@@ -116,7 +123,9 @@ def _engine(profile: str, device: torch.device, dtype: torch.dtype, models_dir: 
     models_dir = models_dir or workdir / "models"
     registry = ModelRegistry.for_profile(profile, models_dir=models_dir)
     if registry.status()[profile].ready:
-        return Engine(registry, device=str(device), dtype=dtype_name), f"from_pretrained ({models_dir / profile})"
+        return Engine(
+            registry, device=str(device), dtype=dtype_name
+        ), f"from_pretrained ({models_dir / profile})"
     from engine.random_models import build_random_pipeline
 
     engine = Engine(
@@ -132,7 +141,9 @@ def _unet_inputs(pipeline: Any, batch: int, size: int, device: torch.device, dty
     unet = pipeline.unet
     scale = pipeline.vae_scale_factor
     config = unet.config
-    sample = torch.randn(batch, config.in_channels, size // scale, size // scale, device=device, dtype=dtype)
+    sample = torch.randn(
+        batch, config.in_channels, size // scale, size // scale, device=device, dtype=dtype
+    )
     cross = getattr(pipeline, "text_encoder_2", None)
     dim = config.cross_attention_dim
     hidden = torch.randn(batch, 77, dim, device=device, dtype=dtype)
@@ -141,14 +152,23 @@ def _unet_inputs(pipeline: Any, batch: int, size: int, device: torch.device, dty
         pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
         kwargs["added_cond_kwargs"] = {
             "text_embeds": torch.randn(batch, pooled, device=device, dtype=dtype),
-            "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * batch, device=device, dtype=dtype),
+            "time_ids": torch.tensor(
+                [[size, size, 0, 0, size, size]] * batch, device=device, dtype=dtype
+            ),
         }
     timestep = torch.tensor(500, device=device)
     return sample, timestep, hidden, kwargs
 
 
-def bench_unet(pipeline: Any, *, batch_images: int, size: int, device: torch.device,
-               dtype: torch.dtype, repeats: int) -> dict[str, Any]:
+def bench_unet(
+    pipeline: Any,
+    *,
+    batch_images: int,
+    size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     unet = pipeline.unet
@@ -225,8 +245,13 @@ def _lora_variants(pipeline: Any, trained: Any, count: int) -> list[dict[str, to
     return [random_lora_state_dict(pipeline.unet, seed=i) for i in range(count)]
 
 
-def bench_adapters(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], workdir: Path,
-                   device: torch.device, repeats: int = 3) -> dict[str, Any]:
+def bench_adapters(
+    pipeline: Any,
+    loras: Sequence[dict[str, torch.Tensor]],
+    workdir: Path,
+    device: torch.device,
+    repeats: int = 3,
+) -> dict[str, Any]:
     import safetensors.torch
 
     adapters = _optional("engine.adapters")
@@ -235,6 +260,7 @@ def bench_adapters(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], work
     result: dict[str, Any] = {"status": "ok", "lora_file_bytes": path.stat().st_size}
 
     if adapters is None:
+
         def load(name: str, source: Any) -> None:
             pipeline.load_lora_weights(dict(source), adapter_name=name)
 
@@ -277,8 +303,15 @@ def bench_adapters(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], work
     return result
 
 
-def bench_mixed(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], *, steps: int,
-                size: int, guidance: float, device: torch.device) -> dict[str, Any]:
+def bench_mixed(
+    pipeline: Any,
+    loras: Sequence[dict[str, torch.Tensor]],
+    *,
+    steps: int,
+    size: int,
+    guidance: float,
+    device: torch.device,
+) -> dict[str, Any]:
     adapters = _optional("engine.adapters")
     if adapters is None:
         return {"status": "unavailable (engine.adapters missing)"}
@@ -289,9 +322,14 @@ def bench_mixed(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], *, step
 
     def call(num: int, seeds: Sequence[int]) -> Any:
         return pipeline(
-            prompt=PROMPT, num_inference_steps=steps, guidance_scale=guidance, width=size,
-            height=size, num_images_per_prompt=num,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="pil",
+            prompt=PROMPT,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            width=size,
+            height=size,
+            num_images_per_prompt=num,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            output_type="pil",
         )
 
     slot = adapters.avatar_slot(pipeline)
@@ -319,9 +357,17 @@ def bench_mixed(pipeline: Any, loras: Sequence[dict[str, torch.Tensor]], *, step
     }
 
 
-def bench_batch_render(engine: Engine, loras: Sequence[dict[str, torch.Tensor]], *, steps: int,
-                       size: int, guidance: float, sampler: str | None, device: torch.device,
-                       repeats: int = 1) -> dict[str, Any]:
+def bench_batch_render(
+    engine: Engine,
+    loras: Sequence[dict[str, torch.Tensor]],
+    *,
+    steps: int,
+    size: int,
+    guidance: float,
+    sampler: str | None,
+    device: torch.device,
+    repeats: int = 1,
+) -> dict[str, Any]:
     if not hasattr(engine, "render_batch"):
         return {"status": "unavailable (Engine.render_batch missing)"}
     count = len(loras)
@@ -334,8 +380,16 @@ def bench_batch_render(engine: Engine, loras: Sequence[dict[str, torch.Tensor]],
         for i, lora in enumerate(loras)
     }
     specs = [
-        RenderSpec(prompt="{subject}, business portrait", seed=100 + i, avatar={"id": avatar_id},
-                   steps=steps, guidance=guidance, width=size, height=size, sampler=sampler)
+        RenderSpec(
+            prompt="{subject}, business portrait",
+            seed=100 + i,
+            avatar={"id": avatar_id},
+            steps=steps,
+            guidance=guidance,
+            width=size,
+            height=size,
+            sampler=sampler,
+        )
         for i, avatar_id in enumerate(avatars)
     ]
 
@@ -417,11 +471,22 @@ def run_bench(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run_bench(profile, batch_sizes=batch_sizes, steps=steps, size=size,
-                          guidance=guidance, sampler=sampler, device=device, dtype=dtype,
-                          models_dir=models_dir, compile_unet=compile_unet,
-                          channels_last=channels_last, train_steps=train_steps,
-                          repeats=repeats, log=log)
+        return _run_bench(
+            profile,
+            batch_sizes=batch_sizes,
+            steps=steps,
+            size=size,
+            guidance=guidance,
+            sampler=sampler,
+            device=device,
+            dtype=dtype,
+            models_dir=models_dir,
+            compile_unet=compile_unet,
+            channels_last=channels_last,
+            train_steps=train_steps,
+            repeats=repeats,
+            log=log,
+        )
     finally:
         torch.set_num_threads(threads_before)
 
@@ -445,8 +510,9 @@ def _run_bench(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype or ("bfloat16" if torch_device.type == "cuda" else "float32"),
-                                torch_device)
+    torch_dtype = resolve_dtype(
+        dtype or ("bfloat16" if torch_device.type == "cuda" else "float32"), torch_device
+    )
     size = size or DEFAULT_SIZE.get(profile, 512)
     if train_steps is None:
         train_steps = 10 if profile == "tiny" or torch_device.type == "cuda" else 1
@@ -492,20 +558,41 @@ def _run_bench(
 
         rows = []
         for batch in batch_sizes:
-            spec = RenderSpec(prompt=PROMPT, seed=0, num_images=batch, steps=steps,
-                              guidance=guidance, width=size, height=size, sampler=sampler)
+            spec = RenderSpec(
+                prompt=PROMPT,
+                seed=0,
+                num_images=batch,
+                steps=steps,
+                guidance=guidance,
+                width=size,
+                height=size,
+                sampler=sampler,
+            )
             engine.render(spec)  # warm-up (and compilation) at this shape
-            times = [_timed(lambda spec=spec: engine.render(spec), torch_device)[0]
-                     for _ in range(repeats)]
+            times = [
+                _timed(lambda spec=spec: engine.render(spec), torch_device)[0]
+                for _ in range(repeats)
+            ]
             seconds = statistics.median(times)
-            rows.append({"batch_size": batch, "seconds": seconds, "images_per_s": batch / seconds,
-                         "seconds_per_image": seconds / batch})
+            rows.append(
+                {
+                    "batch_size": batch,
+                    "seconds": seconds,
+                    "images_per_s": batch / seconds,
+                    "seconds_per_image": seconds / batch,
+                }
+            )
             log(f"batch {batch}: {seconds:.3f}s, {batch / seconds:.2f} images/s")
         report["throughput"] = {"status": "ok", "rows": rows}
 
-        report["unet"] = bench_unet(pipeline, batch_images=max(batch_sizes), size=size,
-                                    device=torch_device, dtype=torch_dtype,
-                                    repeats=max(1, repeats))
+        report["unet"] = bench_unet(
+            pipeline,
+            batch_images=max(batch_sizes),
+            size=size,
+            device=torch_device,
+            dtype=torch_dtype,
+            repeats=max(1, repeats),
+        )
         log(f"unet: {report['unet']['achieved_tflops']:.3f} TFLOP/s")
 
         report["training"], trained = bench_training(pipeline, steps=train_steps, size=size)
@@ -513,11 +600,23 @@ def _run_bench(
         loras = _lora_variants(pipeline, trained, max(2, max(batch_sizes)))
         report["adapter_switch"] = bench_adapters(pipeline, loras, workdir, torch_device)
         log("adapter switch measured")
-        report["mixed_batch"] = bench_mixed(pipeline, loras[: max(batch_sizes)], steps=steps,
-                                            size=size, guidance=guidance, device=torch_device)
+        report["mixed_batch"] = bench_mixed(
+            pipeline,
+            loras[: max(batch_sizes)],
+            steps=steps,
+            size=size,
+            guidance=guidance,
+            device=torch_device,
+        )
         report["batch_render"] = bench_batch_render(
-            engine, loras[: max(batch_sizes)], steps=steps, size=size, guidance=guidance,
-            sampler=sampler, device=torch_device, repeats=repeats,
+            engine,
+            loras[: max(batch_sizes)],
+            steps=steps,
+            size=size,
+            guidance=guidance,
+            sampler=sampler,
+            device=torch_device,
+            repeats=repeats,
         )
         log("batch render measured")
         report["memory"] = memory(torch_device)
@@ -529,7 +628,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.{digits}f}"
+        return (
+            f"{value:.{digits}g}"
+            if abs(value) < 1e-3 or abs(value) >= 1e4
+            else f"{value:.{digits}f}"
+        )
     return str(value)
 
 
@@ -554,8 +657,11 @@ def format_table(report: dict[str, Any]) -> str:
         f"UNet: {unet['params'] / 1e6:.1f}M params, {unet['flops_per_step_per_image'] / 1e9:.2f} "
         f"GFLOP per step per image (CFG), {_fmt(unet['seconds_per_forward'])} s per forward of "
         f"{unet['batch_rows']} rows, {_fmt(unet['achieved_tflops'])} TFLOP/s"
-        + (f" = {unet['fraction_of_bf16_peak']:.1%} of {unet['gpu']} bf16 peak"
-           if unet.get("fraction_of_bf16_peak") else ""),
+        + (
+            f" = {unet['fraction_of_bf16_peak']:.1%} of {unet['gpu']} bf16 peak"
+            if unet.get("fraction_of_bf16_peak")
+            else ""
+        ),
     ]
     training = report["training"]
     if training["status"] == "ok":
@@ -592,8 +698,11 @@ def format_table(report: dict[str, Any]) -> str:
     mem = report["memory"]
     lines.append(
         f"peak RSS {mem['peak_rss_mb']:.0f} MB"
-        + (f", CUDA max allocated {mem['cuda_max_allocated_mb']:.0f} MB"
-           if "cuda_max_allocated_mb" in mem else "")
+        + (
+            f", CUDA max allocated {mem['cuda_max_allocated_mb']:.0f} MB"
+            if "cuda_max_allocated_mb" in mem
+            else ""
+        )
     )
     lines.append(f"total {report['total_seconds']:.1f} s")
     return "\n".join(lines)
@@ -601,4 +710,3 @@ def format_table(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-

@@ -53,7 +53,9 @@ def rank_candidates(scores: Sequence[float | None], keep: int) -> list[int]:
 def _one_step(spec: RenderSpec) -> RenderSpec:
     changes: dict[str, object] = {"refine_level": min(spec.refine_level + 1, MAX_REFINE_LEVEL)}
     if spec.avatar is not None:
-        weight = min(round(spec.avatar.weight + AVATAR_STEP, 4), max(AVATAR_CAP, spec.avatar.weight))
+        weight = min(
+            round(spec.avatar.weight + AVATAR_STEP, 4), max(AVATAR_CAP, spec.avatar.weight)
+        )
         changes["avatar"] = dataclasses.replace(spec.avatar, weight=weight)
     changes["style_loras"] = tuple(
         dataclasses.replace(lora, weight=round(lora.weight * STYLE_FACTOR, 4))
@@ -63,8 +65,13 @@ def _one_step(spec: RenderSpec) -> RenderSpec:
         face = spec.face_refine
         changes["face_refine"] = dataclasses.replace(
             face,
-            strength=min(round(face.strength + FACE_STRENGTH_STEP, 4), max(FACE_STRENGTH_CAP, face.strength)),
-            avatar_boost=min(round(face.avatar_boost + FACE_BOOST_STEP, 4), max(FACE_BOOST_CAP, face.avatar_boost)),
+            strength=min(
+                round(face.strength + FACE_STRENGTH_STEP, 4), max(FACE_STRENGTH_CAP, face.strength)
+            ),
+            avatar_boost=min(
+                round(face.avatar_boost + FACE_BOOST_STEP, 4),
+                max(FACE_BOOST_CAP, face.avatar_boost),
+            ),
         )
     return dataclasses.replace(spec, **changes)
 
@@ -75,7 +82,8 @@ def refine_spec(spec: RenderSpec, level: int = 1) -> RenderSpec:
         raise SpecError("level", f"must be a non-negative integer, got {level!r}")
     if spec.refine_level + level > MAX_REFINE_LEVEL:
         raise SpecError(
-            "refine_level", f"at most {MAX_REFINE_LEVEL} refinements, asked for {spec.refine_level + level}"
+            "refine_level",
+            f"at most {MAX_REFINE_LEVEL} refinements, asked for {spec.refine_level + level}",
         )
     for _ in range(level):
         spec = _one_step(spec)

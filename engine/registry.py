@@ -116,7 +116,9 @@ RANDOM_PROFILES: dict[str, Family] = {"sd15-random": "sd15", "sdxl-random": "sdx
 def random_profile_config(profile: str) -> dict[str, Any]:
     """The architecture config of a random-weight profile (``engine/configs/<profile>.json``)."""
     if profile not in RANDOM_PROFILES:
-        raise ConfigError(f"{profile!r} is not a random-weight profile; known: {sorted(RANDOM_PROFILES)}")
+        raise ConfigError(
+            f"{profile!r} is not a random-weight profile; known: {sorted(RANDOM_PROFILES)}"
+        )
     path = CONFIGS_DIR / f"{profile}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -374,10 +374,14 @@ class Engine:
         if key not in self._controlnets:
             try:
                 controlnet = ControlNetModel.from_pretrained(
-                    str(model.source), local_files_only=model.is_local, torch_dtype=self._dtype(base)
+                    str(model.source),
+                    local_files_only=model.is_local,
+                    torch_dtype=self._dtype(base),
                 )
             except Exception as exc:
-                raise ModelLoadError(f"cannot load ControlNet {key!r} from {model.source}: {exc}") from exc
+                raise ModelLoadError(
+                    f"cannot load ControlNet {key!r} from {model.source}: {exc}"
+                ) from exc
             self._controlnets[key] = controlnet.to(self.device)
         return key, self._controlnets[key]
 
@@ -466,7 +470,9 @@ class Engine:
         if inputs.strength is not None:
             main_steps = phase_steps(spec.steps, inputs.strength)
             if main_steps < 1:
-                raise SpecError(inputs.strength_field or "strength", f"too low for {spec.steps} steps")
+                raise SpecError(
+                    inputs.strength_field or "strength", f"too low for {spec.steps} steps"
+                )
         face_steps = 0
         if spec.face_refine is not None:
             face_steps = phase_steps(spec.steps, spec.face_refine.strength)
@@ -525,7 +531,9 @@ class Engine:
                     )
                 images += _call(pipe, **call)
             if spec.face_refine is not None:
-                images = self._refine_faces(spec, modes, avatar, prompt, images, seeds, progress, face_steps)
+                images = self._refine_faces(
+                    spec, modes, avatar, prompt, images, seeds, progress, face_steps
+                )
         progress.finish()
         return self._finish(spec, images, seeds, reference_embedding, label)
 
@@ -658,7 +666,8 @@ class Engine:
                     height=first.height,
                     num_images_per_prompt=1,
                     generator=[
-                        torch.Generator("cpu").manual_seed(spec.candidate_seeds[0]) for spec in specs
+                        torch.Generator("cpu").manual_seed(spec.candidate_seeds[0])
+                        for spec in specs
                     ],
                     callback_on_step_end=progress.callback(first.steps),
                     **control_kwargs,
@@ -754,7 +763,9 @@ class Engine:
             if box is None:
                 continue
             left, top, side = _face_crop(image, box, refine.padding)
-            crop = image.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+            crop = image.crop((left, top, left + side, top + side)).resize(
+                (size, size), Image.LANCZOS
+            )
             jobs.append((index, left, top, side, crop, _face_mask(box, left, top, side, size)))
         if not jobs:
             progress.skip(face_steps)

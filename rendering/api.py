@@ -49,8 +49,19 @@ class RenderJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RenderJob
-        fields = ["id", "kind", "status", "spec", "progress", "error", "attempts",
-                  "created_at", "started_at", "finished_at", "outputs"]
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "spec",
+            "progress",
+            "error",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "outputs",
+        ]
         read_only_fields = fields
 
     def get_progress(self, job) -> dict:
@@ -75,8 +86,11 @@ class TestRenderScope(StudioOwnedMixin):
 class TestRenderListCreateView(TestRenderScope, generics.ListAPIView):
     serializer_class = RenderJobSerializer
 
-    @extend_schema(summary="Queue an operator test render", request=TestRenderCreateSerializer,
-                   responses={202: RenderJobSerializer})
+    @extend_schema(
+        summary="Queue an operator test render",
+        request=TestRenderCreateSerializer,
+        responses={202: RenderJobSerializer},
+    )
     def post(self, request):
         data = TestRenderCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -98,7 +112,8 @@ class TestRenderOutputView(TestRenderScope, generics.GenericAPIView):
         output = job.outputs.filter(index=index).first()
         if output is None:
             raise NotFound("No such output.")
-        response = FileResponse(default_storage.open(output.storage_name, "rb"),
-                                content_type=output.content_type)
+        response = FileResponse(
+            default_storage.open(output.storage_name, "rb"), content_type=output.content_type
+        )
         response["Cache-Control"] = "private, max-age=300"
         return response

@@ -15,6 +15,9 @@ def load_avatar_lora(avatar_id: str) -> AvatarLora:
     if avatar is None:
         raise ModelNotFoundError(f"avatar {avatar_id} is not ready or no longer exists")
     trained = lora_from_bytes(avatar_lora_bytes(avatar=avatar))
-    return AvatarLora(avatar_id=str(avatar.id), state_dict=trained.state_dict,
-                      trigger=str(trained.metadata.get("trigger", "a person")),
-                      revision=avatar.finished_at.isoformat() if avatar.finished_at else "")
+    return AvatarLora(
+        avatar_id=str(avatar.id),
+        state_dict=trained.state_dict,
+        trigger=str(trained.metadata.get("trigger", "a person")),
+        revision=avatar.finished_at.isoformat() if avatar.finished_at else "",
+    )

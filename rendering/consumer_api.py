@@ -29,11 +29,21 @@ from .models import CreditEntry, CreditType, JobKind, RenderJob
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CANCEL_AFTER_HEADER = "Cancel-After"
 _HEADERS = [
-    OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
-                     description="The same key returns the same job instead of a new one."),
-    OpenApiParameter(CANCEL_AFTER_HEADER, str, OpenApiParameter.HEADER, required=False,
-                     description="Seconds (e.g. 30 or 30s); if the job has not started by "
-                                 "then it is aborted and refunded."),
+    OpenApiParameter(
+        IDEMPOTENCY_HEADER,
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="The same key returns the same job instead of a new one.",
+    ),
+    OpenApiParameter(
+        CANCEL_AFTER_HEADER,
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Seconds (e.g. 30 or 30s); if the job has not started by "
+        "then it is aborted and refunded.",
+    ),
 ]
 
 
@@ -64,31 +74,41 @@ def job_json(job: RenderJob, request) -> dict:
     if job.status == "succeeded":
         for output in job.outputs.order_by("index"):
             token = generation.output_token(output)
-            outputs.append({
-                "index": output.index, "likeness": output.likeness,
-                "width": output.width, "height": output.height,
-                "url": request.build_absolute_uri(reverse("file-download", args=[token])),
-                "expires_at": expires,
-            })
+            outputs.append(
+                {
+                    "index": output.index,
+                    "likeness": output.likeness,
+                    "width": output.width,
+                    "height": output.height,
+                    "url": request.build_absolute_uri(reverse("file-download", args=[token])),
+                    "expires_at": expires,
+                }
+            )
     detail = reverse("generation-detail", args=[job.pk])
     return {
-        "id": str(job.pk), "kind": job.kind, "status": job.status,
+        "id": str(job.pk),
+        "kind": job.kind,
+        "status": job.status,
         "template": str(job.template_id) if job.template_id else None,
         "avatar": str(job.avatar_id) if job.avatar_id else None,
         "parent": str(job.parent_id) if job.parent_id else None,
         "refine_level": job.spec.get("refine_level", 0),
         "progress": {"step": job.progress_step, "total": job.progress_total},
         "queue": {"position": estimate.position, "eta_seconds": estimate.eta_seconds}
-        if estimate else None,
-        "error": {"code": job.error_code, "message": job.error_message}
-        if job.error_code else None,
+        if estimate
+        else None,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "output": outputs,
-        "created_at": job.created_at, "started_at": job.started_at,
-        "completed_at": job.finished_at, "deadline_at": job.deadline_at,
-        "urls": {"get": request.build_absolute_uri(detail),
-                 "cancel": request.build_absolute_uri(f"{detail}/cancel"),
-                 "refine": request.build_absolute_uri(f"{detail}/refine"),
-                 "events": request.build_absolute_uri(f"{detail}/events")},
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "completed_at": job.finished_at,
+        "deadline_at": job.deadline_at,
+        "urls": {
+            "get": request.build_absolute_uri(detail),
+            "cancel": request.build_absolute_uri(f"{detail}/cancel"),
+            "refine": request.build_absolute_uri(f"{detail}/refine"),
+            "events": request.build_absolute_uri(f"{detail}/events"),
+        },
     }
 
 
@@ -100,7 +120,8 @@ class GenerationScope:
         if end_user is None:
             return RenderJob.objects.none()
         return RenderJob.objects.filter(
-            end_user=end_user, kind__in=[JobKind.GENERATION, JobKind.REFINEMENT])
+            end_user=end_user, kind__in=[JobKind.GENERATION, JobKind.REFINEMENT]
+        )
 
 
 class GenerationCreateSerializer(serializers.Serializer):
@@ -112,59 +133,86 @@ class GenerationCreateSerializer(serializers.Serializer):
 class GenerationListCreateView(GenerationScope, generics.GenericAPIView):
     serializer_class = GenerationCreateSerializer
 
-    @extend_schema(operation_id="generations_list", summary="Your generations (paginated)",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="generations_list",
+        summary="Your generations (paginated)",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response([job_json(job, request) for job in page])
 
-    @extend_schema(summary="Generate portraits from a published template with your avatar",
-                   request=GenerationCreateSerializer, parameters=_HEADERS,
-                   responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Generate portraits from a published template with your avatar",
+        request=GenerationCreateSerializer,
+        parameters=_HEADERS,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+    )
     def post(self, request):
         data = GenerationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job, created = generation.generation_create(
-            end_user=request.user.end_user, template_id=data.validated_data["template"],
+            end_user=request.user.end_user,
+            template_id=data.validated_data["template"],
             avatar_id=data.validated_data["avatar"],
             likeness=data.validated_data.get("likeness"),
-            idempotency_key=_idempotency_key(request), cancel_after_s=_cancel_after(request))
-        return Response(job_json(job, request),
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+            idempotency_key=_idempotency_key(request),
+            cancel_after_s=_cancel_after(request),
+        )
+        return Response(
+            job_json(job, request),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class GenerationDetailView(GenerationScope, generics.GenericAPIView):
-    @extend_schema(summary="A generation: status, progress, queue position, outputs",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="A generation: status, progress, queue position, outputs",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request, pk):
         return Response(job_json(self.get_object(), request))
 
 
 class GenerationCancelView(GenerationScope, generics.GenericAPIView):
-    @extend_schema(summary="Cancel (refunded if it had not started)", request=None,
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Cancel (refunded if it had not started)",
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def post(self, request, pk):
         job = services.job_cancel(job=self.get_object())
         return Response(job_json(job, request))
 
 
 class GenerationRefineView(GenerationScope, generics.GenericAPIView):
-    @extend_schema(summary='"More like me": a linked job at higher likeness', request=None,
-                   parameters=_HEADERS, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary='"More like me": a linked job at higher likeness',
+        request=None,
+        parameters=_HEADERS,
+        responses={201: OpenApiTypes.OBJECT},
+    )
     def post(self, request, pk):
         job, created = generation.generation_refine(
-            end_user=request.user.end_user, parent=self.get_object(),
-            idempotency_key=_idempotency_key(request), cancel_after_s=_cancel_after(request))
-        return Response(job_json(job, request),
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+            end_user=request.user.end_user,
+            parent=self.get_object(),
+            idempotency_key=_idempotency_key(request),
+            cancel_after_s=_cancel_after(request),
+        )
+        return Response(
+            job_json(job, request),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class GenerationEventsView(GenerationScope, generics.GenericAPIView):
     """Server-sent events: one `state` event per change (with an id), until the job ends or
     the stream's time runs out (the client reconnects; polling GET is the fallback)."""
 
-    @extend_schema(summary="Progress as server-sent events",
-                   responses={(200, "text/event-stream"): OpenApiTypes.STR})
+    @extend_schema(
+        summary="Progress as server-sent events",
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+    )
     def get(self, request, pk):
         job = self.get_object()
         started = time.monotonic()
@@ -178,13 +226,18 @@ class GenerationEventsView(GenerationScope, generics.GenericAPIView):
                 if current is None:
                     return
                 body = job_json(current, request)
-                snapshot = (body["status"], body["progress"]["step"],
-                            body["queue"]["position"] if body["queue"] else None)
+                snapshot = (
+                    body["status"],
+                    body["progress"]["step"],
+                    body["queue"]["position"] if body["queue"] else None,
+                )
                 if snapshot != last:
                     sequence += 1
                     last = snapshot
-                    yield (f"id: {job.pk}:{sequence}\nevent: state\n"
-                           f"data: {json.dumps(body, default=str)}\n\n")
+                    yield (
+                        f"id: {job.pk}:{sequence}\nevent: state\n"
+                        f"data: {json.dumps(body, default=str)}\n\n"
+                    )
                 if current.is_terminal or time.monotonic() - started > settings.SSE_MAX_SECONDS:
                     return
                 time.sleep(0.5)  # the stream's poll interval, not a test wait
@@ -201,8 +254,9 @@ class FileDownloadView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(summary="Download an output through its signed link",
-                   responses={(200, "image/png"): bytes})
+    @extend_schema(
+        summary="Download an output through its signed link", responses={(200, "image/png"): bytes}
+    )
     def get(self, request, token: str):
         output = generation.output_from_token(token)
         if output is None:
@@ -211,13 +265,15 @@ class FileDownloadView(APIView):
 
         if output.job.template_id:
             template_stats_record(template_id=output.job.template_id, field="downloads")
-        response = FileResponse(default_storage.open(output.storage_name, "rb"),
-                                content_type=output.content_type)
+        response = FileResponse(
+            default_storage.open(output.storage_name, "rb"), content_type=output.content_type
+        )
         response["Cache-Control"] = "private, no-store"
         return response
 
 
 # --- Credits ------------------------------------------------------------------------------------------
+
 
 class GrantSerializer(serializers.Serializer):
     credit_type = serializers.ChoiceField(choices=CreditType.choices)
@@ -231,8 +287,7 @@ class CreditEntrySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CreditEntry
-        fields = ["id", "credit_type", "amount", "reason", "note", "job", "avatar",
-                  "created_at"]
+        fields = ["id", "credit_type", "amount", "reason", "note", "job", "avatar", "created_at"]
         read_only_fields = fields
 
 
@@ -243,23 +298,33 @@ class CreditsView(APIView):
     def get(self, request):
         end_user = request.user.existing_end_user()
         entries = CreditEntry.objects.filter(end_user=end_user)[:100] if end_user else []
-        return Response({"balances": entitlements.balances(end_user=end_user),
-                         "entries": CreditEntrySerializer(entries, many=True).data})
+        return Response(
+            {
+                "balances": entitlements.balances(end_user=end_user),
+                "entries": CreditEntrySerializer(entries, many=True).data,
+            }
+        )
 
 
 class GrantView(APIView):
     permission_classes = [IsConsumer]
 
-    @extend_schema(summary="Grant credits (from the client's server; Idempotency-Key required)",
-                   request=GrantSerializer, parameters=_HEADERS[:1],
-                   responses={201: CreditEntrySerializer, 200: CreditEntrySerializer})
+    @extend_schema(
+        summary="Grant credits (from the client's server; Idempotency-Key required)",
+        request=GrantSerializer,
+        parameters=_HEADERS[:1],
+        responses={201: CreditEntrySerializer, 200: CreditEntrySerializer},
+    )
     def post(self, request):
         key = _idempotency_key(request)
         if not key:
             raise InvalidInput({IDEMPOTENCY_HEADER: ["Grants need an Idempotency-Key header."]})
         data = GrantSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        entry, created = entitlements.grant(end_user=request.user.end_user,
-                                            idempotency_key=key, **data.validated_data)
-        return Response(CreditEntrySerializer(entry).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        entry, created = entitlements.grant(
+            end_user=request.user.end_user, idempotency_key=key, **data.validated_data
+        )
+        return Response(
+            CreditEntrySerializer(entry).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -33,6 +33,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
+
 def owner_key_for(*, user=None, end_user=None) -> str:
     return f"eu:{end_user.pk}" if end_user is not None else f"u:{user.pk}"
 
@@ -98,17 +99,26 @@ def send_token(lane: str) -> None:
 
 # --- Claiming ----------------------------------------------------------------------------------------
 
+
 def _skip_locked(queryset):
-    return queryset.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
+    return queryset.select_for_update(
+        skip_locked=connection.features.has_select_for_update_skip_locked
+    )
 
 
 def _owner_order(lane: str, priority: int, queued) -> list[str]:
     """Owners with queued jobs in this class, the least recently served first."""
-    owners = dict(queued.filter(priority=priority).values_list("owner_key")
-                  .annotate(first=Min("created_at")).values_list("owner_key", "first"))
-    turns = dict(OwnerTurn.objects.filter(lane=lane, priority=priority,
-                                          owner_key__in=list(owners))
-                 .values_list("owner_key", "last_served_at"))
+    owners = dict(
+        queued.filter(priority=priority)
+        .values_list("owner_key")
+        .annotate(first=Min("created_at"))
+        .values_list("owner_key", "first")
+    )
+    turns = dict(
+        OwnerTurn.objects.filter(
+            lane=lane, priority=priority, owner_key__in=list(owners)
+        ).values_list("owner_key", "last_served_at")
+    )
     epoch = timezone.make_aware(datetime(2000, 1, 1))
     return sorted(owners, key=lambda o: (turns.get(o, epoch), owners[o]))
 
@@ -127,14 +137,15 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
             queued = queued.filter(batch_group=batch_group)
         for priority in sorted(set(queued.values_list("priority", flat=True))):
             for owner in _owner_order(lane, priority, queued):
-                job = _skip_locked(queued.filter(priority=priority, owner_key=owner)
-                                   .order_by("created_at")).first()
+                job = _skip_locked(
+                    queued.filter(priority=priority, owner_key=owner).order_by("created_at")
+                ).first()
                 if job is None:
                     continue  # another worker holds this owner's next job; try the next owner
                 _start(job, worker=worker, now=now)
                 OwnerTurn.objects.update_or_create(
-                    lane=lane, priority=priority, owner_key=owner,
-                    defaults={"last_served_at": now})
+                    lane=lane, priority=priority, owner_key=owner, defaults={"last_served_at": now}
+                )
                 return job
     return None
 
@@ -177,11 +188,17 @@ def _start(job: RenderJob, *, worker: str, now) -> None:
 
 # --- Leases ------------------------------------------------------------------------------------------
 
+
 def renew_lease(job: RenderJob) -> bool:
     """Extends the lease if this worker still holds it. False = the lease was lost."""
-    return bool(RenderJob.objects.filter(
-        pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts,
-    ).update(lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_S)))
+    return bool(
+        RenderJob.objects.filter(
+            pk=job.pk,
+            status=JobStatus.RUNNING,
+            worker=job.worker,
+            attempts=job.attempts,
+        ).update(lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_S))
+    )
 
 
 class LeaseKeeper:
@@ -192,8 +209,7 @@ class LeaseKeeper:
         self.job = job
         self.lost = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"lease-{job.pk}")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"lease-{job.pk}")
 
     def _run(self) -> None:
         interval = max(settings.JOB_LEASE_S / 3, 0.2)
@@ -220,8 +236,13 @@ def heartbeat(*, worker: str, lanes: str, job: RenderJob | None = None) -> None:
     known = WorkerHeartbeat.objects.filter(name=worker).values_list("lanes", flat=True).first()
     served = sorted(set(filter(None, (known or "").split(","))) | set(lanes.split(",")))
     WorkerHeartbeat.objects.update_or_create(
-        name=worker, defaults={"lanes": ",".join(served), "last_seen": timezone.now(),
-                               "current_job": job.pk if job else None})
+        name=worker,
+        defaults={
+            "lanes": ",".join(served),
+            "last_seen": timezone.now(),
+            "current_job": job.pk if job else None,
+        },
+    )
 
 
 def live_workers(lane: str | None = None) -> int:
@@ -234,6 +255,7 @@ def live_workers(lane: str | None = None) -> int:
 
 # --- Sweeper ------------------------------------------------------------------------------------------
 
+
 def abort_expired(*, now=None) -> int:
     """Queued jobs whose Cancel-After deadline passed are aborted (and refunded)."""
     from .services import job_finished_without_running
@@ -242,13 +264,20 @@ def abort_expired(*, now=None) -> int:
     aborted = 0
     for job in RenderJob.objects.filter(status=JobStatus.QUEUED, deadline_at__lt=now):
         with transaction.atomic():
-            locked = RenderJob.objects.select_for_update().filter(
-                pk=job.pk, status=JobStatus.QUEUED).first()
+            locked = (
+                RenderJob.objects.select_for_update()
+                .filter(pk=job.pk, status=JobStatus.QUEUED)
+                .first()
+            )
             if locked is None:
                 continue
-            job_finished_without_running(locked, status=JobStatus.ABORTED, code="deadline",
-                                         message="The Cancel-After deadline passed before the "
-                                                 "job started. You were not charged.")
+            job_finished_without_running(
+                locked,
+                status=JobStatus.ABORTED,
+                code="deadline",
+                message="The Cancel-After deadline passed before the "
+                "job started. You were not charged.",
+            )
             aborted += 1
     return aborted
 
@@ -269,25 +298,41 @@ def sweep(*, now=None) -> dict[str, int]:
     expired = RenderJob.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
     for job in expired:
         with transaction.atomic():
-            locked = RenderJob.objects.select_for_update().filter(
-                pk=job.pk, status=JobStatus.RUNNING, lease_expires_at__lt=now).first()
+            locked = (
+                RenderJob.objects.select_for_update()
+                .filter(pk=job.pk, status=JobStatus.RUNNING, lease_expires_at__lt=now)
+                .first()
+            )
             if locked is None:
                 continue
-            logger.warning("job %s: lease of %s expired (attempt %d)", locked.pk,
-                           locked.worker, locked.attempts)
+            logger.warning(
+                "job %s: lease of %s expired (attempt %d)",
+                locked.pk,
+                locked.worker,
+                locked.attempts,
+            )
             if locked.attempts >= locked.max_attempts:
                 job_finished_without_running(
-                    locked, status=JobStatus.FAILED, code="worker_lost",
-                    message="The job was interrupted too many times. You were not charged.")
+                    locked,
+                    status=JobStatus.FAILED,
+                    code="worker_lost",
+                    message="The job was interrupted too many times. You were not charged.",
+                )
                 counts["failed"] += 1
             else:
                 RenderJob.objects.filter(pk=locked.pk).update(
-                    status=JobStatus.QUEUED, worker="", lease_expires_at=None, token_sent_at=None,
-                    progress_step=0, started_at=None)
+                    status=JobStatus.QUEUED,
+                    worker="",
+                    lease_expires_at=None,
+                    token_sent_at=None,
+                    progress_step=0,
+                    started_at=None,
+                )
                 counts["requeued"] += 1
     stale = now - timedelta(seconds=settings.TOKEN_RESEND_S)
     waiting = RenderJob.objects.filter(status=JobStatus.QUEUED).filter(
-        Q(token_sent_at__isnull=True) | Q(token_sent_at__lt=stale))
+        Q(token_sent_at__isnull=True) | Q(token_sent_at__lt=stale)
+    )
     for lane, count in waiting.values_list("lane").annotate(n=Count("pk")).values_list("lane", "n"):
         for _ in range(count):
             send_token(lane)
@@ -297,6 +342,7 @@ def sweep(*, now=None) -> dict[str, int]:
 
 
 # --- Position and ETA --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class QueueEstimate:
@@ -311,10 +357,12 @@ def average_seconds(kind: str) -> float:
     if cached is not None:
         return cached
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-    recent = RenderJob.objects.filter(kind=kind, status=JobStatus.SUCCEEDED,
-                                      started_at__isnull=False).order_by("-finished_at")[:50]
+    recent = RenderJob.objects.filter(
+        kind=kind, status=JobStatus.SUCCEEDED, started_at__isnull=False
+    ).order_by("-finished_at")[:50]
     mean = RenderJob.objects.filter(pk__in=list(recent.values_list("pk", flat=True))).aggregate(
-        mean=Avg(duration))["mean"]
+        mean=Avg(duration)
+    )["mean"]
     seconds = mean.total_seconds() if mean else settings.JOB_DEFAULT_SECONDS.get(kind, 10.0)
     cache.set(key, seconds, 10)
     return seconds
@@ -331,14 +379,22 @@ def queue_estimate(job: RenderJob) -> QueueEstimate | None:
         return None
     queued = RenderJob.objects.filter(lane=job.lane, status=JobStatus.QUEUED)
     higher = queued.filter(priority__lt=job.priority).count()
-    mine_ahead = queued.filter(owner_key=job.owner_key, priority=job.priority,
-                               created_at__lt=job.created_at).count()
+    mine_ahead = queued.filter(
+        owner_key=job.owner_key, priority=job.priority, created_at__lt=job.created_at
+    ).count()
     order = _owner_order(job.lane, job.priority, queued)
     my_turn = order.index(job.owner_key) if job.owner_key in order else len(order)
-    per_owner = dict(queued.filter(priority=job.priority).exclude(owner_key=job.owner_key)
-                     .values_list("owner_key").annotate(n=Count("pk")).values_list("owner_key", "n"))
-    others = sum(min(n, mine_ahead + (1 if order.index(owner) < my_turn else 0))
-                 for owner, n in per_owner.items())
+    per_owner = dict(
+        queued.filter(priority=job.priority)
+        .exclude(owner_key=job.owner_key)
+        .values_list("owner_key")
+        .annotate(n=Count("pk"))
+        .values_list("owner_key", "n")
+    )
+    others = sum(
+        min(n, mine_ahead + (1 if order.index(owner) < my_turn else 0))
+        for owner, n in per_owner.items()
+    )
     position = higher + mine_ahead + others
     running = RenderJob.objects.filter(lane=job.lane, status=JobStatus.RUNNING).count()
     workers = max(live_workers(job.lane), 1)

@@ -31,8 +31,12 @@ class InsufficientCredits(APIException):
 
 
 def balance(*, end_user: EndUser, credit_type: str) -> int:
-    return CreditEntry.objects.filter(end_user=end_user, credit_type=credit_type).aggregate(
-        total=Sum("amount"))["total"] or 0
+    return (
+        CreditEntry.objects.filter(end_user=end_user, credit_type=credit_type).aggregate(
+            total=Sum("amount")
+        )["total"]
+        or 0
+    )
 
 
 def balances(*, end_user: EndUser | None) -> dict[str, int]:
@@ -41,40 +45,63 @@ def balances(*, end_user: EndUser | None) -> dict[str, int]:
     return {t: balance(end_user=end_user, credit_type=t) for t in CreditType.values}
 
 
-def grant(*, end_user: EndUser, credit_type: str, amount: int, idempotency_key: str,
-          note: str = "") -> tuple[CreditEntry, bool]:
+def grant(
+    *, end_user: EndUser, credit_type: str, amount: int, idempotency_key: str, note: str = ""
+) -> tuple[CreditEntry, bool]:
     """Idempotent: the same key returns the first grant and creates nothing."""
-    existing = CreditEntry.objects.filter(end_user=end_user, idempotency_key=idempotency_key,
-                                          reason=CreditEntry.Reason.GRANT).first()
+    existing = CreditEntry.objects.filter(
+        end_user=end_user, idempotency_key=idempotency_key, reason=CreditEntry.Reason.GRANT
+    ).first()
     if existing is not None:
         return existing, False
     try:
         with transaction.atomic():
             return CreditEntry.objects.create(
-                end_user=end_user, credit_type=credit_type, amount=amount, note=note,
-                reason=CreditEntry.Reason.GRANT, idempotency_key=idempotency_key), True
+                end_user=end_user,
+                credit_type=credit_type,
+                amount=amount,
+                note=note,
+                reason=CreditEntry.Reason.GRANT,
+                idempotency_key=idempotency_key,
+            ), True
     except IntegrityError:  # a parallel request with the same key won the race
         return CreditEntry.objects.get(end_user=end_user, idempotency_key=idempotency_key), False
 
 
-def charge(*, end_user: EndUser, credit_type: str, amount: int = 1, note: str,
-           job: RenderJob | None = None, avatar=None) -> CreditEntry:
+def charge(
+    *,
+    end_user: EndUser,
+    credit_type: str,
+    amount: int = 1,
+    note: str,
+    job: RenderJob | None = None,
+    avatar=None,
+) -> CreditEntry:
     """Spends credits inside the caller's transaction; 402 if the balance is too low."""
     EndUser.objects.select_for_update().get(pk=end_user.pk)  # serializes spends per end user
     available = balance(end_user=end_user, credit_type=credit_type)
     if available < amount:
         raise InsufficientCredits(
-            f"This needs {amount} {credit_type} credit(s); the balance is {available}.")
-    return CreditEntry.objects.create(end_user=end_user, credit_type=credit_type,
-                                      amount=-amount, reason=CreditEntry.Reason.CHARGE,
-                                      note=note, job=job, avatar=avatar)
+            f"This needs {amount} {credit_type} credit(s); the balance is {available}."
+        )
+    return CreditEntry.objects.create(
+        end_user=end_user,
+        credit_type=credit_type,
+        amount=-amount,
+        reason=CreditEntry.Reason.CHARGE,
+        note=note,
+        job=job,
+        avatar=avatar,
+    )
 
 
 def generation_cost(*, avatar) -> int:
     """0 within the avatar's included allowance, else 1 generation credit."""
     used = RenderJob.objects.filter(
-        kind__in=[JobKind.GENERATION, JobKind.REFINEMENT], avatar=avatar,
-        status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED]).count()
+        kind__in=[JobKind.GENERATION, JobKind.REFINEMENT],
+        avatar=avatar,
+        status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED],
+    ).count()
     return 0 if used < settings.AVATAR_GENERATION_ALLOWANCE else 1
 
 
@@ -91,9 +118,14 @@ def refund_job(*, job: RenderJob, note: str) -> CreditEntry | None:
     try:
         with transaction.atomic():
             return CreditEntry.objects.create(
-                end_user=entry.end_user, credit_type=entry.credit_type, amount=-entry.amount,
-                reason=CreditEntry.Reason.REFUND, note=note[:300], job=job,
-                avatar_id=entry.avatar_id)
+                end_user=entry.end_user,
+                credit_type=entry.credit_type,
+                amount=-entry.amount,
+                reason=CreditEntry.Reason.REFUND,
+                note=note[:300],
+                job=job,
+                avatar_id=entry.avatar_id,
+            )
     except IntegrityError:
         return None
 

@@ -24,13 +24,15 @@ from .services import render_job_create
 OUTPUT_SALT = "render-output"
 
 
-def _existing(end_user: EndUser, idempotency_key: str, *, kind: str,
-              parent: RenderJob | None = None) -> RenderJob | None:
+def _existing(
+    end_user: EndUser, idempotency_key: str, *, kind: str, parent: RenderJob | None = None
+) -> RenderJob | None:
     """The job this key already created; 409 if the key was used for a different request."""
     if not idempotency_key:
         return None
-    job = RenderJob.objects.filter(owner_key=f"eu:{end_user.pk}",
-                                   idempotency_key=idempotency_key).first()
+    job = RenderJob.objects.filter(
+        owner_key=f"eu:{end_user.pk}", idempotency_key=idempotency_key
+    ).first()
     if job is not None and (job.kind != kind or job.parent_id != (parent.pk if parent else None)):
         raise ConflictError("This Idempotency-Key was already used for a different request.")
     return job
@@ -40,23 +42,43 @@ def _deadline(cancel_after_s: float | None):
     return timezone.now() + timedelta(seconds=cancel_after_s) if cancel_after_s else None
 
 
-def _create(*, end_user: EndUser, kind: str, spec: dict, template, avatar: Avatar,
-            idempotency_key: str, cancel_after_s: float | None,
-            parent: RenderJob | None = None) -> tuple[RenderJob, bool]:
+def _create(
+    *,
+    end_user: EndUser,
+    kind: str,
+    spec: dict,
+    template,
+    avatar: Avatar,
+    idempotency_key: str,
+    cancel_after_s: float | None,
+    parent: RenderJob | None = None,
+) -> tuple[RenderJob, bool]:
     try:
         with transaction.atomic():
             # Lock the end user first: allowance counting and spending are serialized per user.
             EndUser.objects.select_for_update().get(pk=end_user.pk)
             cost = entitlements.generation_cost(avatar=avatar)
             job = render_job_create(
-                kind=kind, spec=spec, end_user=end_user, template=template, avatar=avatar,
-                parent=parent, idempotency_key=idempotency_key,
-                deadline_at=_deadline(cancel_after_s))
+                kind=kind,
+                spec=spec,
+                end_user=end_user,
+                template=template,
+                avatar=avatar,
+                parent=parent,
+                idempotency_key=idempotency_key,
+                deadline_at=_deadline(cancel_after_s),
+            )
             if cost and settings.ENTITLEMENTS_ENFORCED:
-                entitlements.charge(end_user=end_user, credit_type=CreditType.GENERATION,
-                                    amount=cost, note=f"{kind} beyond the allowance", job=job)
-            Avatar.objects.filter(pk=avatar.pk).update(last_used_at=timezone.now(),
-                                                       deletion_notice_at=None)
+                entitlements.charge(
+                    end_user=end_user,
+                    credit_type=CreditType.GENERATION,
+                    amount=cost,
+                    note=f"{kind} beyond the allowance",
+                    job=job,
+                )
+            Avatar.objects.filter(pk=avatar.pk).update(
+                last_used_at=timezone.now(), deletion_notice_at=None
+            )
     except IntegrityError:  # the same Idempotency-Key raced in a parallel request
         existing = _existing(end_user, idempotency_key, kind=kind, parent=parent)
         if existing is None:
@@ -67,9 +89,15 @@ def _create(*, end_user: EndUser, kind: str, spec: dict, template, avatar: Avata
     return job, True
 
 
-def generation_create(*, end_user: EndUser, template_id, avatar_id, likeness: float | None,
-                      idempotency_key: str = "", cancel_after_s: float | None = None,
-                      ) -> tuple[RenderJob, bool]:
+def generation_create(
+    *,
+    end_user: EndUser,
+    template_id,
+    avatar_id,
+    likeness: float | None,
+    idempotency_key: str = "",
+    cancel_after_s: float | None = None,
+) -> tuple[RenderJob, bool]:
     """Renders a published template's candidates for the end user's ready avatar and keeps the
     best by likeness. The same Idempotency-Key returns the same job (created=False)."""
     existing = _existing(end_user, idempotency_key, kind=JobKind.GENERATION)
@@ -78,23 +106,35 @@ def generation_create(*, end_user: EndUser, template_id, avatar_id, likeness: fl
     template = published_templates().filter(pk=template_id).first()
     if template is None:
         raise InvalidInput({"template": ["No published template with this id."]})
-    avatar = Avatar.objects.filter(pk=avatar_id, end_user=end_user,
-                                   is_test_avatar=False).first()
+    avatar = Avatar.objects.filter(pk=avatar_id, end_user=end_user, is_test_avatar=False).first()
     if avatar is None:
         raise InvalidInput({"avatar": ["No avatar with this id for this end user."]})
     if avatar.status != AvatarStatus.READY:
         raise ConflictError(f"The avatar is {avatar.status}, not ready.")
     live = template.live_revision.spec
-    spec = render_spec_for_cell(live, avatar_id=str(avatar.id), seed=secrets.randbelow(2**31),
-                                likeness=likeness)
+    spec = render_spec_for_cell(
+        live, avatar_id=str(avatar.id), seed=secrets.randbelow(2**31), likeness=likeness
+    )
     spec["num_images"] = live["candidates"]
     spec["keep"] = live["keep"]
-    return _create(end_user=end_user, kind=JobKind.GENERATION, spec=spec, template=template,
-                   avatar=avatar, idempotency_key=idempotency_key, cancel_after_s=cancel_after_s)
+    return _create(
+        end_user=end_user,
+        kind=JobKind.GENERATION,
+        spec=spec,
+        template=template,
+        avatar=avatar,
+        idempotency_key=idempotency_key,
+        cancel_after_s=cancel_after_s,
+    )
 
 
-def generation_refine(*, end_user: EndUser, parent: RenderJob, idempotency_key: str = "",
-                      cancel_after_s: float | None = None) -> tuple[RenderJob, bool]:
+def generation_refine(
+    *,
+    end_user: EndUser,
+    parent: RenderJob,
+    idempotency_key: str = "",
+    cancel_after_s: float | None = None,
+) -> tuple[RenderJob, bool]:
     """ "More like me": the same composition one refinement level further (the engine raises
     the avatar's weight, lowers the styles' and re-renders the face)."""
     existing = _existing(end_user, idempotency_key, kind=JobKind.REFINEMENT, parent=parent)
@@ -110,9 +150,16 @@ def generation_refine(*, end_user: EndUser, parent: RenderJob, idempotency_key: 
     # The face pass needs at least one denoising step at its default strength (0.35).
     if spec.get("steps", 0) * 0.35 >= 1:
         spec.setdefault("face_refine", {})
-    return _create(end_user=end_user, kind=JobKind.REFINEMENT, spec=spec,
-                   template=parent.template, avatar=avatar, idempotency_key=idempotency_key,
-                   cancel_after_s=cancel_after_s, parent=parent)
+    return _create(
+        end_user=end_user,
+        kind=JobKind.REFINEMENT,
+        spec=spec,
+        template=parent.template,
+        avatar=avatar,
+        idempotency_key=idempotency_key,
+        cancel_after_s=cancel_after_s,
+        parent=parent,
+    )
 
 
 def output_token(output: RenderOutput) -> str:

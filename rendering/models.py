@@ -34,12 +34,15 @@ PRIORITY_CONSUMER = 0
 PRIORITY_STUDIO = 1
 PRIORITY_DIAGNOSTIC = 2
 KIND_PRIORITY = {
-    JobKind.GENERATION: PRIORITY_CONSUMER, JobKind.REFINEMENT: PRIORITY_CONSUMER,
-    JobKind.TRAINING: PRIORITY_CONSUMER, JobKind.PREVIEW: PRIORITY_STUDIO,
+    JobKind.GENERATION: PRIORITY_CONSUMER,
+    JobKind.REFINEMENT: PRIORITY_CONSUMER,
+    JobKind.TRAINING: PRIORITY_CONSUMER,
+    JobKind.PREVIEW: PRIORITY_STUDIO,
     JobKind.TEST_RENDER: PRIORITY_DIAGNOSTIC,
 }
-KIND_LANE = {kind: (Lane.TRAINING if kind == JobKind.TRAINING else Lane.RENDER)
-             for kind in JobKind.values}
+KIND_LANE = {
+    kind: (Lane.TRAINING if kind == JobKind.TRAINING else Lane.RENDER) for kind in JobKind.values
+}
 
 
 class JobStatus(models.TextChoices):
@@ -62,11 +65,18 @@ class RenderJob(models.Model):
     )
     # Exactly one owner: a studio user or a consumer end user (see the constraint).
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
         related_name="render_jobs",
     )
     end_user = models.ForeignKey(
-        "accounts.EndUser", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        "accounts.EndUser",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
     )
     spec = models.JSONField()
     lane = models.CharField(max_length=16, choices=Lane.choices, default=Lane.RENDER)
@@ -75,12 +85,19 @@ class RenderJob(models.Model):
     owner_key = models.CharField(max_length=48, db_index=True, default="")
     # SET_NULL: deleting an avatar must not orphan its generated portraits in storage; they
     # stay the end user's (exported, and erased with the end user).
-    avatar = models.ForeignKey("avatars.Avatar", null=True, blank=True,
-                               on_delete=models.SET_NULL, related_name="jobs")
-    template = models.ForeignKey("templates_studio.Template", null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="+")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="refinements")
+    avatar = models.ForeignKey(
+        "avatars.Avatar", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    template = models.ForeignKey(
+        "templates_studio.Template",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="refinements"
+    )
     idempotency_key = models.CharField(max_length=128, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)  # Cancel-After
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -102,18 +119,23 @@ class RenderJob(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=(Q(created_by__isnull=False, end_user__isnull=True)
-                           | Q(created_by__isnull=True, end_user__isnull=False)
-                           | Q(kind="training")),
+                condition=(
+                    Q(created_by__isnull=False, end_user__isnull=True)
+                    | Q(created_by__isnull=True, end_user__isnull=False)
+                    | Q(kind="training")
+                ),
                 name="render_job_has_exactly_one_owner",
             ),
-            models.UniqueConstraint(fields=["owner_key", "idempotency_key"],
-                                    condition=~Q(idempotency_key=""),
-                                    name="unique_idempotency_key_per_owner"),
+            models.UniqueConstraint(
+                fields=["owner_key", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="unique_idempotency_key_per_owner",
+            ),
         ]
         indexes = [
-            models.Index(fields=["lane", "status", "priority", "created_at"],
-                         name="job_dispatch_order"),
+            models.Index(
+                fields=["lane", "status", "priority", "created_at"], name="job_dispatch_order"
+            ),
             models.Index(fields=["kind", "status", "finished_at"], name="job_recent_by_kind"),
         ]
 
@@ -157,8 +179,9 @@ class OwnerTurn(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["lane", "priority", "owner_key"],
-                                    name="unique_owner_turn"),
+            models.UniqueConstraint(
+                fields=["lane", "priority", "owner_key"], name="unique_owner_turn"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -194,27 +217,33 @@ class CreditEntry(models.Model):
         CHARGE = "charge", "Charge"
         REFUND = "refund", "Refund"
 
-    end_user = models.ForeignKey("accounts.EndUser", on_delete=models.CASCADE,
-                                 related_name="credit_entries")
+    end_user = models.ForeignKey(
+        "accounts.EndUser", on_delete=models.CASCADE, related_name="credit_entries"
+    )
     credit_type = models.CharField(max_length=16, choices=CreditType.choices)
     amount = models.IntegerField()
     reason = models.CharField(max_length=16, choices=Reason.choices)
     note = models.CharField(max_length=300, blank=True)
-    job = models.ForeignKey(RenderJob, null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="credit_entries")
-    avatar = models.ForeignKey("avatars.Avatar", null=True, blank=True,
-                               on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(
+        RenderJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries"
+    )
+    avatar = models.ForeignKey(
+        "avatars.Avatar", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     idempotency_key = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["end_user", "idempotency_key"],
-                                    condition=~Q(idempotency_key=""),
-                                    name="unique_grant_idempotency_key"),
-            models.UniqueConstraint(fields=["job"], condition=Q(reason="refund"),
-                                    name="one_refund_per_job"),
+            models.UniqueConstraint(
+                fields=["end_user", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="unique_grant_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["job"], condition=Q(reason="refund"), name="one_refund_per_job"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -231,11 +260,13 @@ class WebhookDelivery(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    client = models.ForeignKey("accounts.ApiClient", on_delete=models.CASCADE,
-                               related_name="webhook_deliveries")
+    client = models.ForeignKey(
+        "accounts.ApiClient", on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
     # Erasing an end user erases their pending and past events too.
-    end_user = models.ForeignKey("accounts.EndUser", null=True, blank=True,
-                                 on_delete=models.CASCADE, related_name="+")
+    end_user = models.ForeignKey(
+        "accounts.EndUser", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     event_type = models.CharField(max_length=32)
     payload = models.JSONField()
     attempts = models.PositiveSmallIntegerField(default=0)

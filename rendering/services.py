@@ -43,15 +43,17 @@ def validate_render_spec(spec: dict) -> dict:
     return spec
 
 
-def render_job_create(*, kind: str, spec: dict, created_by: User | None = None,
-                      end_user=None, **fields) -> RenderJob:
+def render_job_create(
+    *, kind: str, spec: dict, created_by: User | None = None, end_user=None, **fields
+) -> RenderJob:
     """Creates a queued job of record and sends a dispatch token once the transaction commits.
 
     `spec` is an engine spec whose images may be {"asset": sha256} references.
     """
     with transaction.atomic():
-        job = dispatch.prepare_job(RenderJob(kind=kind, created_by=created_by,
-                                             end_user=end_user, spec=spec, **fields))
+        job = dispatch.prepare_job(
+            RenderJob(kind=kind, created_by=created_by, end_user=end_user, spec=spec, **fields)
+        )
         job.token_sent_at = timezone.now()
         job.save()
         dispatch.send_token(job.lane)
@@ -67,6 +69,7 @@ def test_render_create(*, user: User, spec: dict) -> RenderJob:
 
 # --- Finishing -------------------------------------------------------------------------------------
 
+
 def _announce(job: RenderJob) -> None:
     """Tells the apps that own the job's purpose, inside the same transaction as the final
     state: a refund or a preview cell's update commits with it, or not at all."""
@@ -80,15 +83,20 @@ def job_finished_without_running(job: RenderJob, *, status: str, code: str, mess
     Called with the job row locked. Refunds are the entitlements' business (a signal handler).
     """
     RenderJob.objects.filter(pk=job.pk).update(
-        status=status, error_code=code, error_message=message, finished_at=timezone.now(),
-        lease_expires_at=None)
+        status=status,
+        error_code=code,
+        error_message=message,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    )
     _announce(job)
 
 
 def _fail_running(job: RenderJob, *, code: str, message: str) -> None:
     with transaction.atomic():
-        if RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker,
-                                    attempts=job.attempts).exists():
+        if RenderJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts
+        ).exists():
             job_finished_without_running(job, status=JobStatus.FAILED, code=code, message=message)
 
 
@@ -98,15 +106,20 @@ def job_cancel(*, job: RenderJob) -> RenderJob:
     locked = RenderJob.objects.select_for_update().get(pk=job.pk)
     if locked.is_terminal:
         raise ConflictError(f"The job is already {locked.status}.")
-    message = ("Canceled before it started. You were not charged." if
-               locked.status == JobStatus.QUEUED else "Canceled while running.")
-    job_finished_without_running(locked, status=JobStatus.CANCELED, code="canceled",
-                                 message=message)
+    message = (
+        "Canceled before it started. You were not charged."
+        if locked.status == JobStatus.QUEUED
+        else "Canceled while running."
+    )
+    job_finished_without_running(
+        locked, status=JobStatus.CANCELED, code="canceled", message=message
+    )
     locked.refresh_from_db()
     return locked
 
 
 # --- Running ---------------------------------------------------------------------------------------
+
 
 def _progress_writer(job: RenderJob):
     last_write = 0.0
@@ -118,7 +131,8 @@ def _progress_writer(job: RenderJob):
             return
         last_write = now
         RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            progress_step=step, progress_total=total)
+            progress_step=step, progress_total=total
+        )
 
     return on_progress
 
@@ -132,8 +146,9 @@ def _canceled(job: RenderJob):
         if now - last_check < 0.5:
             return False
         last_check = now
-        return not RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING,
-                                            worker=job.worker, attempts=job.attempts).exists()
+        return not RenderJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts
+        ).exists()
 
     return should_cancel
 
@@ -157,8 +172,12 @@ def _render_options(job: RenderJob, spec) -> dict:
         if avatar is not None and avatar.reference_embedding:
             options["reference_embedding"] = avatar_reference_embedding(avatar=avatar)
     if job.kind != JobKind.TEST_RENDER:
-        options["label"] = LabelOptions(job_id=str(job.id), producer=settings.LABEL_PRODUCER,
-                                        text=settings.LABEL_TEXT, format="PNG")
+        options["label"] = LabelOptions(
+            job_id=str(job.id),
+            producer=settings.LABEL_PRODUCER,
+            text=settings.LABEL_TEXT,
+            format="PNG",
+        )
     return options
 
 
@@ -182,19 +201,32 @@ def _store_outputs(job: RenderJob, images, steps: int) -> None:
     try:
         with transaction.atomic():
             owned = RenderJob.objects.select_for_update().filter(
-                pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts)
+                pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts
+            )
             if not owned.exists():
                 raise LeaseLost()
             for index, image in enumerate(images):
                 name = default_storage.save(
-                    f"renders/{job.id}/{index}-{image.seed}.png", ContentFile(image.png_bytes))
+                    f"renders/{job.id}/{index}-{image.seed}.png", ContentFile(image.png_bytes)
+                )
                 stored.append(name)
                 RenderOutput.objects.create(
-                    job=job, index=index, storage_name=name, width=image.width,
-                    height=image.height, seed=image.seed, likeness=image.likeness,
-                    sha256=hashlib.sha256(image.png_bytes).hexdigest())
-            owned.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(),
-                         progress_step=steps, progress_total=steps, lease_expires_at=None)
+                    job=job,
+                    index=index,
+                    storage_name=name,
+                    width=image.width,
+                    height=image.height,
+                    seed=image.seed,
+                    likeness=image.likeness,
+                    sha256=hashlib.sha256(image.png_bytes).hexdigest(),
+                )
+            owned.update(
+                status=JobStatus.SUCCEEDED,
+                finished_at=timezone.now(),
+                progress_step=steps,
+                progress_total=steps,
+                lease_expires_at=None,
+            )
             _announce(job)
     except Exception:
         # No half-stored result: remove what reached storage.
@@ -212,8 +244,12 @@ def _run_render(job: RenderJob) -> None:
     started = time.monotonic()
     try:
         spec = RenderSpec.from_dict(resolve_asset_refs(job.spec))
-        images = get_engine().render(spec, on_progress=_progress_writer(job),
-                                     should_cancel=_canceled(job), **_render_options(job, spec))
+        images = get_engine().render(
+            spec,
+            on_progress=_progress_writer(job),
+            should_cancel=_canceled(job),
+            **_render_options(job, spec),
+        )
     except RenderCanceled:
         logger.info("job %s stopped: canceled or lease lost", job.id)
         return
@@ -225,18 +261,29 @@ def _run_render(job: RenderJob) -> None:
         # Studio users choose models and controls, so they see the engine's reason; consumers
         # get a plain sentence (the engine's text may name files and models).
         consumer = job.kind in (JobKind.GENERATION, JobKind.REFINEMENT)
-        _fail_running(job, code="engine_error", message=(
-            "The image could not be rendered because of a technical problem. "
-            "You were not charged." if consumer else f"{exc}"))
+        _fail_running(
+            job,
+            code="engine_error",
+            message=(
+                "The image could not be rendered because of a technical problem. "
+                "You were not charged."
+                if consumer
+                else f"{exc}"
+            ),
+        )
         return
     except FileNotFoundError:
-        _fail_running(job, code="asset_missing",
-                      message="A control image is missing. You were not charged.")
+        _fail_running(
+            job, code="asset_missing", message="A control image is missing. You were not charged."
+        )
         return
     images = _screen_outputs(images)
     if not images:
-        _fail_running(job, code="unsafe_output", message=(
-            "Every image was withheld by the content-safety check. You were not charged."))
+        _fail_running(
+            job,
+            code="unsafe_output",
+            message=("Every image was withheld by the content-safety check. You were not charged."),
+        )
         return
     try:
         _store_outputs(job, images, spec.steps)
@@ -245,11 +292,15 @@ def _run_render(job: RenderJob) -> None:
         return
     except Exception:
         logger.exception("job %s: storing results failed", job.id)
-        _fail_running(job, code="storage_error",
-                      message="The result could not be stored. You were not charged.")
+        _fail_running(
+            job,
+            code="storage_error",
+            message="The result could not be stored. You were not charged.",
+        )
         return
-    logger.info("job %s succeeded in %.2fs (%d images)", job.id, time.monotonic() - started,
-                len(images))
+    logger.info(
+        "job %s succeeded in %.2fs (%d images)", job.id, time.monotonic() - started, len(images)
+    )
 
 
 def _run_training(job: RenderJob) -> None:
@@ -258,16 +309,19 @@ def _run_training(job: RenderJob) -> None:
     outcome = avatar_train_execute(avatar_id=str(job.avatar_id), job=job)
     with transaction.atomic():
         owned = RenderJob.objects.select_for_update().filter(
-            pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts)
+            pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, attempts=job.attempts
+        )
         if not owned.exists():
             return
         if outcome.succeeded:
-            owned.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(),
-                         lease_expires_at=None)
+            owned.update(
+                status=JobStatus.SUCCEEDED, finished_at=timezone.now(), lease_expires_at=None
+            )
             _announce(job)
         else:
-            job_finished_without_running(job, status=JobStatus.FAILED, code=outcome.code,
-                                         message=outcome.reason)
+            job_finished_without_running(
+                job, status=JobStatus.FAILED, code=outcome.code, message=outcome.reason
+            )
 
 
 def execute_job(job: RenderJob) -> None:
@@ -280,9 +334,11 @@ def execute_job(job: RenderJob) -> None:
                 _run_render(job)
         except Exception:
             logger.exception("job %s crashed", job.id)
-            _fail_running(job, code="internal_error",
-                          message="The job failed because of an internal error. "
-                                  "You were not charged.")
+            _fail_running(
+                job,
+                code="internal_error",
+                message="The job failed because of an internal error. You were not charged.",
+            )
 
 
 def _run_render_batch(jobs: list[RenderJob]) -> None:
@@ -301,23 +357,31 @@ def _run_render_batch(jobs: list[RenderJob]) -> None:
 
         def on_progress(step: int, total: int) -> None:
             RenderJob.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(
-                progress_step=step, progress_total=total)
+                progress_step=step, progress_total=total
+            )
 
         results = get_engine().render_batch(
-            specs, avatar_source=load_avatar_lora, on_progress=on_progress,
+            specs,
+            avatar_source=load_avatar_lora,
+            on_progress=on_progress,
             reference_embeddings=[o.get("reference_embedding") for o in options],
-            labels=[o.get("label") for o in options])
+            labels=[o.get("label") for o in options],
+        )
     except Exception:
-        logger.warning("batch of %d failed; running its jobs one by one", len(jobs),
-                       exc_info=True)
+        logger.warning("batch of %d failed; running its jobs one by one", len(jobs), exc_info=True)
         for job in jobs:
             _run_render(job)
         return
     for job, images, spec in zip(jobs, results, specs, strict=True):
         images = _screen_outputs(images)
         if not images:
-            _fail_running(job, code="unsafe_output", message=(
-                "Every image was withheld by the content-safety check. You were not charged."))
+            _fail_running(
+                job,
+                code="unsafe_output",
+                message=(
+                    "Every image was withheld by the content-safety check. You were not charged."
+                ),
+            )
             continue
         try:
             _store_outputs(job, images, spec.steps)
@@ -325,8 +389,11 @@ def _run_render_batch(jobs: list[RenderJob]) -> None:
             logger.warning("job %s: lease lost before storing; result discarded", job.id)
         except Exception:
             logger.exception("job %s: storing results failed", job.id)
-            _fail_running(job, code="storage_error",
-                          message="The result could not be stored. You were not charged.")
+            _fail_running(
+                job,
+                code="storage_error",
+                message="The result could not be stored. You were not charged.",
+            )
     logger.info("batch of %d jobs done (%s)", len(jobs), ", ".join(str(j.pk) for j in jobs))
 
 
@@ -342,9 +409,11 @@ def execute_batch(jobs: list[RenderJob]) -> None:
     except Exception:
         logger.exception("batch crashed")
         for job in jobs:
-            _fail_running(job, code="internal_error",
-                          message="The job failed because of an internal error. "
-                                  "You were not charged.")
+            _fail_running(
+                job,
+                code="internal_error",
+                message="The job failed because of an internal error. You were not charged.",
+            )
     finally:
         for keeper in keepers:
             keeper.__exit__(None, None, None)

@@ -67,6 +67,7 @@ SIGNATURE_VERSION = "v1"
 
 # --- Settings per client (services) ------------------------------------------------------------------
 
+
 def validate_webhook_url(url: str) -> str:
     """HTTPS only (plain HTTP for localhost/127.0.0.1, for development); no credentials in it;
     not a private, loopback or link-local IP literal."""
@@ -146,11 +147,13 @@ def webhook_clear(*, client: ApiClient) -> None:
     """Removes the URL and the secret. Pending events are not sent (they are given up)."""
     ApiClient.objects.filter(pk=client.pk).update(webhook_url="", webhook_secret="")
     WebhookDelivery.objects.filter(client=client, delivered_at__isnull=True).update(
-        next_attempt_at=None, last_error="webhook removed")
+        next_attempt_at=None, last_error="webhook removed"
+    )
     logger.info("client %s: webhook removed", client.pk)
 
 
 # --- Events ---------------------------------------------------------------------------------------------
+
 
 def _time(value) -> str | None:
     return JSONEncoder().default(value) if value is not None else None
@@ -160,21 +163,24 @@ def job_event_payload(job: RenderJob, *, end_user_ref: str | None = None) -> dic
     """A job's public state, built without a request: ids, status, error and times. Never
     outputs (fetch them with GET /api/v1/generations/{id}), prompts or specs."""
     return {
-        "id": str(job.pk), "kind": job.kind, "status": job.status,
+        "id": str(job.pk),
+        "kind": job.kind,
+        "status": job.status,
         "end_user": end_user_ref,
         "template": str(job.template_id) if job.template_id else None,
         "avatar": str(job.avatar_id) if job.avatar_id else None,
         "parent": str(job.parent_id) if job.parent_id else None,
-        "error": {"code": job.error_code, "message": job.error_message}
-        if job.error_code else None,
-        "created_at": _time(job.created_at), "started_at": _time(job.started_at),
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "created_at": _time(job.created_at),
+        "started_at": _time(job.started_at),
         "completed_at": _time(job.finished_at),
     }
 
 
 def _enqueue(delivery_id, *, countdown: float | None = None) -> None:
-    deliver_webhook.apply_async(args=[str(delivery_id)], countdown=countdown,
-                                queue=MAINTENANCE_QUEUE)
+    deliver_webhook.apply_async(
+        args=[str(delivery_id)], countdown=countdown, queue=MAINTENANCE_QUEUE
+    )
 
 
 @receiver(render_job_finished, dispatch_uid="rendering.webhooks.job_event")
@@ -189,10 +195,12 @@ def job_event(sender, job: RenderJob, **kwargs) -> None:
     try:
         with transaction.atomic():  # a savepoint: the job's state commits regardless
             delivery = WebhookDelivery.objects.create(
-                client_id=end_user.client_id, end_user=end_user,
+                client_id=end_user.client_id,
+                end_user=end_user,
                 event_type=f"job.{job.status}",
                 payload=job_event_payload(job, end_user_ref=end_user.external_ref),
-                next_attempt_at=timezone.now())
+                next_attempt_at=timezone.now(),
+            )
     except Exception:
         logger.exception("job %s: webhook event not recorded", job.pk)
         return
@@ -200,6 +208,7 @@ def job_event(sender, job: RenderJob, **kwargs) -> None:
 
 
 # --- Delivery -------------------------------------------------------------------------------------------
+
 
 def sign(*, secret: str, event_id: str, timestamp: int, body: bytes) -> str:
     """The `Webhook-Signature` value: v1=<hex HMAC-SHA256 of "{id}.{timestamp}.{body}">."""
@@ -209,8 +218,12 @@ def sign(*, secret: str, event_id: str, timestamp: int, body: bytes) -> str:
 
 
 def event_body(delivery: WebhookDelivery) -> bytes:
-    envelope = {"id": str(delivery.pk), "type": delivery.event_type,
-                "created_at": _time(delivery.created_at), "data": delivery.payload}
+    envelope = {
+        "id": str(delivery.pk),
+        "type": delivery.event_type,
+        "created_at": _time(delivery.created_at),
+        "data": delivery.payload,
+    }
     return json.dumps(envelope, cls=JSONEncoder, separators=(",", ":")).encode()
 
 
@@ -269,8 +282,12 @@ def _claim(delivery_id) -> _Claim | None:
     and leases the row, so a concurrent duplicate finds it not due."""
     now = timezone.now()
     with transaction.atomic():
-        delivery = (WebhookDelivery.objects.select_for_update().select_related("client")
-                    .filter(pk=delivery_id).first())
+        delivery = (
+            WebhookDelivery.objects.select_for_update()
+            .select_related("client")
+            .filter(pk=delivery_id)
+            .first()
+        )
         if delivery is None or delivery.delivered_at is not None:
             return None
         if delivery.next_attempt_at is None or delivery.next_attempt_at > now + DUE_SLACK:
@@ -304,32 +321,52 @@ def deliver(delivery_id: uuid.UUID | str) -> bool:
     event_id = str(delivery.pk)
     timestamp = int(time.time())
     body = event_body(delivery)
-    error = _post(claim.url, body=body, headers={
-        "Content-Type": "application/json",
-        "User-Agent": "PortraitWorkstation-Webhooks/1",
-        "Webhook-Id": event_id,
-        "Webhook-Timestamp": str(timestamp),
-        "Webhook-Signature": sign(secret=claim.secret, event_id=event_id,
-                                  timestamp=timestamp, body=body),
-    })
+    error = _post(
+        claim.url,
+        body=body,
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "PortraitWorkstation-Webhooks/1",
+            "Webhook-Id": event_id,
+            "Webhook-Timestamp": str(timestamp),
+            "Webhook-Signature": sign(
+                secret=claim.secret, event_id=event_id, timestamp=timestamp, body=body
+            ),
+        },
+    )
     now = timezone.now()
     pending = WebhookDelivery.objects.filter(pk=delivery.pk, delivered_at__isnull=True)
     if error is None:
         pending.update(delivered_at=now, next_attempt_at=None, last_error="")
-        logger.info("webhook %s (%s) delivered, attempt %d", event_id, delivery.event_type,
-                    delivery.attempts)
+        logger.info(
+            "webhook %s (%s) delivered, attempt %d",
+            event_id,
+            delivery.event_type,
+            delivery.attempts,
+        )
         return True
     if delivery.attempts >= MAX_ATTEMPTS:
         pending.update(next_attempt_at=None, last_error=error)
-        logger.warning("webhook %s (%s) given up after %d attempts: %s", event_id,
-                       delivery.event_type, delivery.attempts, error)
+        logger.warning(
+            "webhook %s (%s) given up after %d attempts: %s",
+            event_id,
+            delivery.event_type,
+            delivery.attempts,
+            error,
+        )
         return False
     delay = BACKOFF_S[delivery.attempts - 1]
     with transaction.atomic():
         pending.update(next_attempt_at=now + timedelta(seconds=delay), last_error=error)
         transaction.on_commit(lambda: _enqueue(delivery.pk, countdown=delay))
-    logger.info("webhook %s (%s) attempt %d failed (%s); retry in %ds", event_id,
-                delivery.event_type, delivery.attempts, error, delay)
+    logger.info(
+        "webhook %s (%s) attempt %d failed (%s); retry in %ds",
+        event_id,
+        delivery.event_type,
+        delivery.attempts,
+        error,
+        delay,
+    )
     return False
 
 
@@ -337,20 +374,25 @@ def webhooks_sweep(*, now=None) -> dict:
     """Re-sends due undelivered events (a lost message is not a lost event) and deletes
     delivered or given-up events older than RETENTION. Run it every minute or so."""
     now = now or timezone.now()
-    due = list(WebhookDelivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now)
-               .order_by("next_attempt_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    due = list(
+        WebhookDelivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
     for delivery_id in due:
         _enqueue(delivery_id)
     cutoff = now - RETENTION
     deleted, _ = WebhookDelivery.objects.filter(delivered_at__lt=cutoff).delete()
     expired, _ = WebhookDelivery.objects.filter(
-        delivered_at__isnull=True, next_attempt_at__isnull=True, created_at__lt=cutoff).delete()
+        delivered_at__isnull=True, next_attempt_at__isnull=True, created_at__lt=cutoff
+    ).delete()
     if due or deleted or expired:
         logger.info("webhooks sweep: %d re-sent, %d deleted", len(due), deleted + expired)
     return {"resent": len(due), "deleted": deleted + expired}
 
 
 # --- Tasks (maintenance queue; sent with queue= explicitly, the route glob does not match) ---------
+
 
 @shared_task(name="rendering.webhooks.maintenance_deliver_webhook")
 def deliver_webhook(delivery_id: str) -> bool:

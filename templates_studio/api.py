@@ -65,6 +65,7 @@ def _revision_for(request, pk, number, *, write: bool = False) -> TemplateRevisi
 
 # --- Serializers ------------------------------------------------------------------------------------
 
+
 class RevisionSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.email")
 
@@ -82,28 +83,65 @@ class ReviewSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Review
-        fields = ["id", "template", "template_title", "revision_number", "preview", "state",
-                  "note", "submitted_by", "submitted_at", "decided_by", "comment", "decided_at"]
+        fields = [
+            "id",
+            "template",
+            "template_title",
+            "revision_number",
+            "preview",
+            "state",
+            "note",
+            "submitted_by",
+            "submitted_at",
+            "decided_by",
+            "comment",
+            "decided_at",
+        ]
         read_only_fields = fields
 
 
 class TemplateSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.email", read_only=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=20,
-                                 required=False)
-    live_revision_number = serializers.IntegerField(source="live_revision.number",
-                                                    allow_null=True, read_only=True)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=40), max_length=20, required=False
+    )
+    live_revision_number = serializers.IntegerField(
+        source="live_revision.number", allow_null=True, read_only=True
+    )
     latest_revision_number = serializers.SerializerMethodField()
     latest_review = serializers.SerializerMethodField()
 
     class Meta:
         model = Template
-        fields = ["id", "title", "slug", "category", "tags", "intended_gender", "intended_age",
-                  "status", "owner", "live_revision_number", "latest_revision_number",
-                  "latest_review", "catalog_order", "created_at", "updated_at"]
-        read_only_fields = ["id", "slug", "status", "owner", "live_revision_number",
-                            "latest_revision_number", "latest_review", "catalog_order",
-                            "created_at", "updated_at"]
+        fields = [
+            "id",
+            "title",
+            "slug",
+            "category",
+            "tags",
+            "intended_gender",
+            "intended_age",
+            "status",
+            "owner",
+            "live_revision_number",
+            "latest_revision_number",
+            "latest_review",
+            "catalog_order",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "slug",
+            "status",
+            "owner",
+            "live_revision_number",
+            "latest_revision_number",
+            "latest_review",
+            "catalog_order",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_latest_revision_number(self, template) -> int | None:
         latest = template.revisions.order_by("-number").first()
@@ -117,12 +155,15 @@ class TemplateSerializer(serializers.ModelSerializer):
 class TemplateCreateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=120)
     category = serializers.ChoiceField(choices=Category.choices)
-    tags = serializers.ListField(child=serializers.CharField(max_length=40), required=False,
-                                 default=list, max_length=20)
-    intended_gender = serializers.ChoiceField(choices=["female", "male", "any"], required=False,
-                                              default="any")
-    intended_age = serializers.ChoiceField(choices=["18-29", "30-44", "45-59", "60+", "any"],
-                                           required=False, default="any")
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, default=list, max_length=20
+    )
+    intended_gender = serializers.ChoiceField(
+        choices=["female", "male", "any"], required=False, default="any"
+    )
+    intended_age = serializers.ChoiceField(
+        choices=["18-29", "30-44", "45-59", "60+", "any"], required=False, default="any"
+    )
     spec = serializers.JSONField()
 
 
@@ -131,8 +172,7 @@ class SpecSerializer(serializers.Serializer):
 
 
 class CommentSerializer(serializers.Serializer):
-    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True,
-                                    default="")
+    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
 
 
 class NoteSerializer(serializers.Serializer):
@@ -144,11 +184,16 @@ def _cell_json(cell: PreviewCell | None, request) -> dict | None:
         return None
     job = cell.job
     return {
-        "id": cell.pk, "avatar": str(cell.avatar_id), "seed": cell.seed, "status": cell.status,
+        "id": cell.pk,
+        "avatar": str(cell.avatar_id),
+        "seed": cell.seed,
+        "status": cell.status,
         "progress": {"step": job.progress_step, "total": job.progress_total} if job else None,
-        "likeness": cell.likeness, "error": cell.error or None,
+        "likeness": cell.likeness,
+        "error": cell.error or None,
         "image_url": request.build_absolute_uri(reverse("studio-cell-image", args=[cell.pk]))
-        if cell.status == CellStatus.SUCCEEDED else None,
+        if cell.status == CellStatus.SUCCEEDED
+        else None,
     }
 
 
@@ -162,21 +207,31 @@ def grid_json(preview: Preview, request) -> dict:
         from rendering.models import JobStatus, RenderJob
 
         oldest = min(job.created_at for job in pending_jobs)
-        queued_ahead = RenderJob.objects.filter(status=JobStatus.QUEUED,
-                                                created_at__lt=oldest).count()
+        queued_ahead = RenderJob.objects.filter(
+            status=JobStatus.QUEUED, created_at__lt=oldest
+        ).count()
     return {
-        "id": str(preview.id), "revision": preview.revision.number,
-        "full_panel": preview.full_panel, "new_cells": preview.new_cells,
+        "id": str(preview.id),
+        "revision": preview.revision.number,
+        "full_panel": preview.full_panel,
+        "new_cells": preview.new_cells,
         "seeds": preview.seeds,
-        "avatars": [{"id": a, "name": avatars[a].name if a in avatars else "(removed)",
-                     "gender": getattr(avatars.get(a), "panel_gender", ""),
-                     "age_band": getattr(avatars.get(a), "panel_age_band", "")}
-                    for a in preview.avatar_ids],
-        "rows": [[_cell_json(cells.get((a, s)), request) for s in preview.seeds]
-                 for a in preview.avatar_ids],
+        "avatars": [
+            {
+                "id": a,
+                "name": avatars[a].name if a in avatars else "(removed)",
+                "gender": getattr(avatars.get(a), "panel_gender", ""),
+                "age_band": getattr(avatars.get(a), "panel_age_band", ""),
+            }
+            for a in preview.avatar_ids
+        ],
+        "rows": [
+            [_cell_json(cells.get((a, s)), request) for s in preview.seeds]
+            for a in preview.avatar_ids
+        ],
         "progress": {"done": done, "total": len(cells)},
-        "complete": done == len(cells) and all(
-            c.status == CellStatus.SUCCEEDED for c in cells.values()),
+        "complete": done == len(cells)
+        and all(c.status == CellStatus.SUCCEEDED for c in cells.values()),
         "queue": {"jobs_ahead": queued_ahead} if queued_ahead is not None else None,
         "created_at": preview.created_at,
     }
@@ -184,11 +239,14 @@ def grid_json(preview: Preview, request) -> dict:
 
 # --- Templates and revisions ---------------------------------------------------------------------
 
+
 class SpecSchemaView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="The JSON Schema of a template revision's spec",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="The JSON Schema of a template revision's spec",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         return Response(TEMPLATE_SPEC_SCHEMA)
 
@@ -202,8 +260,11 @@ class TemplateListCreateView(generics.ListAPIView):
         wanted = self.request.query_params.get("status")
         return queryset.filter(status=wanted) if wanted else queryset
 
-    @extend_schema(summary="Create a template with its first revision",
-                   request=TemplateCreateSerializer, responses={201: TemplateSerializer})
+    @extend_schema(
+        summary="Create a template with its first revision",
+        request=TemplateCreateSerializer,
+        responses={201: TemplateSerializer},
+    )
     def post(self, request):
         if not request.user.has_role(Role.DESIGNER, Role.REVIEWER):
             raise PermissionDenied("Only designers author templates.")
@@ -234,14 +295,18 @@ class RevisionListCreateView(generics.ListAPIView):
     def get_queryset(self):
         return _template_for(self.request, self.kwargs["pk"]).revisions.order_by("-number")
 
-    @extend_schema(summary="Save a new draft revision (the live revision is untouched)",
-                   request=SpecSerializer, responses={201: RevisionSerializer})
+    @extend_schema(
+        summary="Save a new draft revision (the live revision is untouched)",
+        request=SpecSerializer,
+        responses={201: RevisionSerializer},
+    )
     def post(self, request, pk):
         template = _template_for(request, pk, write=True)
         data = SpecSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        revision = services.revision_create(template=template, user=request.user,
-                                            spec=data.validated_data["spec"])
+        revision = services.revision_create(
+            template=template, user=request.user, spec=data.validated_data["spec"]
+        )
         return Response(RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
 
 
@@ -256,8 +321,10 @@ class RevisionDetailView(APIView):
 class CompareView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="Field-by-field spec diff and both grids, cell against cell",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Field-by-field spec diff and both grids, cell against cell",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request, pk):
         template = _template_for(request, pk)
         try:
@@ -271,34 +338,45 @@ class CompareView(APIView):
             preview = revision.previews.order_by("-created_at").first()
             return grid_json(preview, request) if preview else None
 
-        return Response({"a": a, "b": b, "diff": spec_diff(left.spec, right.spec),
-                         "grids": {"a": latest_grid(left), "b": latest_grid(right)}})
+        return Response(
+            {
+                "a": a,
+                "b": b,
+                "diff": spec_diff(left.spec, right.spec),
+                "grids": {"a": latest_grid(left), "b": latest_grid(right)},
+            }
+        )
 
 
 # --- Previews ---------------------------------------------------------------------------------------
 
+
 class PreviewCreateSerializer(serializers.Serializer):
-    avatars = serializers.ListField(child=serializers.UUIDField(), required=False,
-                                    allow_empty=False)
+    avatars = serializers.ListField(
+        child=serializers.UUIDField(), required=False, allow_empty=False
+    )
 
 
 class PreviewCreateView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="Preview a revision on the test-avatar panel (all or a subset)",
-                   request=PreviewCreateSerializer, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Preview a revision on the test-avatar panel (all or a subset)",
+        request=PreviewCreateSerializer,
+        responses={202: OpenApiTypes.OBJECT},
+    )
     def post(self, request, pk, number):
         revision = _revision_for(request, pk, number, write=True)
         data = PreviewCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        preview = services.preview_create(revision=revision, user=request.user,
-                                          avatar_ids=data.validated_data.get("avatars"))
+        preview = services.preview_create(
+            revision=revision, user=request.user, avatar_ids=data.validated_data.get("avatars")
+        )
         return Response(grid_json(preview, request), status=status.HTTP_202_ACCEPTED)
 
 
 def _preview_for(request, preview_id) -> Preview:
-    preview = get_object_or_404(Preview.objects.select_related("revision__template"),
-                                pk=preview_id)
+    preview = get_object_or_404(Preview.objects.select_related("revision__template"), pk=preview_id)
     if not visible_templates(request.user).filter(pk=preview.revision.template_id).exists():
         raise NotFound()
     return preview
@@ -307,8 +385,9 @@ def _preview_for(request, preview_id) -> Preview:
 class PreviewDetailView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="A preview grid; cells fill in as jobs finish",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="A preview grid; cells fill in as jobs finish", responses={200: OpenApiTypes.OBJECT}
+    )
     def get(self, request, preview_id):
         return Response(grid_json(_preview_for(request, preview_id), request))
 
@@ -316,24 +395,35 @@ class PreviewDetailView(APIView):
 class ContactSheetView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="The preview grid as one labelled PNG",
-                   responses={(200, "image/png"): bytes})
+    @extend_schema(
+        summary="The preview grid as one labelled PNG", responses={(200, "image/png"): bytes}
+    )
     def get(self, request, preview_id):
         from engine.contact_sheet import contact_sheet_png
 
         preview = _preview_for(request, preview_id)
         cells = {(str(c.avatar_id), c.seed): c for c in preview.cells.all()}
         names = {str(a.id): a.name for a in Avatar.objects.filter(pk__in=preview.avatar_ids)}
-        grid = [[services.cell_image(cells[(a, s)])
-                 if (a, s) in cells and cells[(a, s)].status == CellStatus.SUCCEEDED else None
-                 for s in preview.seeds] for a in preview.avatar_ids]
+        grid = [
+            [
+                services.cell_image(cells[(a, s)])
+                if (a, s) in cells and cells[(a, s)].status == CellStatus.SUCCEEDED
+                else None
+                for s in preview.seeds
+            ]
+            for a in preview.avatar_ids
+        ]
         template = preview.revision.template
-        png = contact_sheet_png(grid, row_labels=[names.get(a, a[:8]) for a in preview.avatar_ids],
-                                column_labels=[f"seed {s}" for s in preview.seeds],
-                                title=f"{template.title} r{preview.revision.number}")
+        png = contact_sheet_png(
+            grid,
+            row_labels=[names.get(a, a[:8]) for a in preview.avatar_ids],
+            column_labels=[f"seed {s}" for s in preview.seeds],
+            title=f"{template.title} r{preview.revision.number}",
+        )
         response = HttpResponse(png, content_type="image/png")
         response["Content-Disposition"] = (
-            f'attachment; filename="{template.slug}-r{preview.revision.number}.png"')
+            f'attachment; filename="{template.slug}-r{preview.revision.number}.png"'
+        )
         return response
 
 
@@ -343,28 +433,36 @@ class CellImageView(APIView):
     @extend_schema(summary="One preview cell's image", responses={(200, "image/png"): bytes})
     def get(self, request, cell_id):
         cell = get_object_or_404(PreviewCell.objects.select_related("revision"), pk=cell_id)
-        if not visible_templates(request.user).filter(pk=cell.revision.template_id).exists() \
-                or cell.status != CellStatus.SUCCEEDED:
+        if (
+            not visible_templates(request.user).filter(pk=cell.revision.template_id).exists()
+            or cell.status != CellStatus.SUCCEEDED
+        ):
             raise NotFound()
-        response = FileResponse(default_storage.open(cell.output_name, "rb"),
-                                content_type="image/png")
+        response = FileResponse(
+            default_storage.open(cell.output_name, "rb"), content_type="image/png"
+        )
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
 
 # --- Workflow ------------------------------------------------------------------------------------------
 
+
 class SubmitView(APIView):
     permission_classes = [IsAuthor]
 
-    @extend_schema(summary="Submit a revision for review (needs a complete full-panel preview)",
-                   request=NoteSerializer, responses={201: ReviewSerializer})
+    @extend_schema(
+        summary="Submit a revision for review (needs a complete full-panel preview)",
+        request=NoteSerializer,
+        responses={201: ReviewSerializer},
+    )
     def post(self, request, pk, number):
         revision = _revision_for(request, pk, number, write=True)
         data = NoteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        review = services.template_submit(revision=revision, user=request.user,
-                                          note=data.validated_data["note"])
+        review = services.template_submit(
+            revision=revision, user=request.user, note=data.validated_data["note"]
+        )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
 
@@ -374,9 +472,11 @@ class ReviewQueueView(generics.ListAPIView):
 
     def get_queryset(self):
         state = self.request.query_params.get("state", ReviewState.OPEN)
-        return (Review.objects.filter(state=state)
-                .select_related("template", "revision", "submitted_by", "decided_by")
-                .order_by("submitted_at"))
+        return (
+            Review.objects.filter(state=state)
+            .select_related("template", "revision", "submitted_by", "decided_by")
+            .order_by("submitted_at")
+        )
 
 
 class ReviewDetailView(generics.RetrieveAPIView):
@@ -400,16 +500,20 @@ class ReviewDecisionView(APIView):
     permission_classes = [IsReviewer]
     decision = ""
 
-    @extend_schema(summary="Decide an open review", request=CommentSerializer,
-                   responses={200: TemplateSerializer})
+    @extend_schema(
+        summary="Decide an open review",
+        request=CommentSerializer,
+        responses={200: TemplateSerializer},
+    )
     def post(self, request, review_id):
         review = get_object_or_404(Review, pk=review_id)
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        decide = {"approve": services.review_approve,
-                  "request-changes": services.review_request_changes}[self.decision]
-        template = decide(review=review, user=request.user,
-                          comment=data.validated_data["comment"])
+        decide = {
+            "approve": services.review_approve,
+            "request-changes": services.review_request_changes,
+        }[self.decision]
+        template = decide(review=review, user=request.user, comment=data.validated_data["comment"])
         return Response(TemplateSerializer(template).data)
 
 
@@ -426,10 +530,12 @@ class TemplateTransitionView(APIView):
             raise PermissionDenied("Only reviewers or the owner can do this.")
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        action = {"unpublish": services.template_unpublish,
-                  "retire": services.template_retire}[self.transition]
-        template = action(template=template, user=request.user,
-                          comment=data.validated_data["comment"])
+        action = {"unpublish": services.template_unpublish, "retire": services.template_retire}[
+            self.transition
+        ]
+        template = action(
+            template=template, user=request.user, comment=data.validated_data["comment"]
+        )
         return Response(TemplateSerializer(template).data)
 
 
@@ -440,8 +546,11 @@ class CatalogOrderSerializer(serializers.Serializer):
 class CatalogOrderView(APIView):
     permission_classes = [IsReviewer]
 
-    @extend_schema(summary="Set the catalog order (reviewers)", request=CatalogOrderSerializer,
-                   responses={204: None})
+    @extend_schema(
+        summary="Set the catalog order (reviewers)",
+        request=CatalogOrderSerializer,
+        responses={204: None},
+    )
     def put(self, request):
         data = CatalogOrderSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -456,8 +565,18 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TemplateEvent
-        fields = ["id", "template", "template_title", "revision_number", "actor", "action",
-                  "from_status", "to_status", "comment", "created_at"]
+        fields = [
+            "id",
+            "template",
+            "template_title",
+            "revision_number",
+            "actor",
+            "action",
+            "from_status",
+            "to_status",
+            "comment",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -469,8 +588,8 @@ class EventFeedView(generics.ListAPIView):
 
     def get_queryset(self):
         queryset = TemplateEvent.objects.filter(
-            template__in=visible_templates(self.request.user)).select_related(
-            "actor", "template", "revision")
+            template__in=visible_templates(self.request.user)
+        ).select_related("actor", "template", "revision")
         if "template" in self.kwargs:
             queryset = queryset.filter(template_id=self.kwargs["template"])
         after = self.request.query_params.get("after")
@@ -484,16 +603,25 @@ class EventFeedView(generics.ListAPIView):
 class StatsView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="Generations, refinements, downloads, failures",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Generations, refinements, downloads, failures",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request, pk):
         template = _template_for(request, pk)
         stats = template.stats
-        return Response({"generations": stats.generations, "refinements": stats.refinements,
-                         "downloads": stats.downloads, "failures": stats.failures})
+        return Response(
+            {
+                "generations": stats.generations,
+                "refinements": stats.refinements,
+                "downloads": stats.downloads,
+                "failures": stats.failures,
+            }
+        )
 
 
 # --- Assets and the panel ---------------------------------------------------------------------------
+
 
 class AssetSerializer(serializers.ModelSerializer):
     image_url = serializers.SerializerMethodField()
@@ -505,7 +633,8 @@ class AssetSerializer(serializers.ModelSerializer):
 
     def get_image_url(self, asset) -> str:
         return self.context["request"].build_absolute_uri(
-            reverse("studio-asset-image", args=[asset.sha256]))
+            reverse("studio-asset-image", args=[asset.sha256])
+        )
 
 
 class AssetUploadSerializer(serializers.Serializer):
@@ -521,17 +650,23 @@ class AssetListCreateView(generics.ListAPIView):
     def get_queryset(self):
         return ControlAsset.objects.filter(owners=self.request.user)
 
-    @extend_schema(summary="Upload a control or reference image (deduplicated by content)",
-                   request={"multipart/form-data": AssetUploadSerializer},
-                   responses={201: AssetSerializer})
+    @extend_schema(
+        summary="Upload a control or reference image (deduplicated by content)",
+        request={"multipart/form-data": AssetUploadSerializer},
+        responses={201: AssetSerializer},
+    )
     def post(self, request):
         data = AssetUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        asset, created = services.asset_upload(user=request.user,
-                                               data=data.validated_data["file"].read(),
-                                               kind=data.validated_data["kind"])
-        return Response(AssetSerializer(asset, context={"request": request}).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        asset, created = services.asset_upload(
+            user=request.user,
+            data=data.validated_data["file"].read(),
+            kind=data.validated_data["kind"],
+        )
+        return Response(
+            AssetSerializer(asset, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class PoseSerializer(serializers.Serializer):
@@ -542,15 +677,21 @@ class PoseAssetView(APIView):
     permission_classes = [IsAuthor]
     parser_classes = [JSONParser]
 
-    @extend_schema(summary="Create a pose control image from COCO-18 keypoints",
-                   request=PoseSerializer, responses={201: AssetSerializer})
+    @extend_schema(
+        summary="Create a pose control image from COCO-18 keypoints",
+        request=PoseSerializer,
+        responses={201: AssetSerializer},
+    )
     def post(self, request):
         data = PoseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        asset, created = services.pose_asset_create(user=request.user,
-                                                    pose=data.validated_data["pose"])
-        return Response(AssetSerializer(asset, context={"request": request}).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        asset, created = services.pose_asset_create(
+            user=request.user, pose=data.validated_data["pose"]
+        )
+        return Response(
+            AssetSerializer(asset, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class AssetImageView(APIView):
@@ -559,53 +700,78 @@ class AssetImageView(APIView):
     @extend_schema(summary="An asset's image", responses={(200, "image/png"): bytes})
     def get(self, request, sha256):
         user = request.user
-        queryset = ControlAsset.objects.all() if user.has_role(Role.REVIEWER, Role.OPERATOR) \
+        queryset = (
+            ControlAsset.objects.all()
+            if user.has_role(Role.REVIEWER, Role.OPERATOR)
             else ControlAsset.objects.filter(owners=user)
+        )
         asset = get_object_or_404(queryset, pk=sha256)
-        return FileResponse(default_storage.open(asset.storage_name, "rb"),
-                            content_type="image/png")
+        return FileResponse(
+            default_storage.open(asset.storage_name, "rb"), content_type="image/png"
+        )
 
 
 class PanelView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="The test-avatar panel previews render on",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="The test-avatar panel previews render on", responses={200: OpenApiTypes.OBJECT}
+    )
     def get(self, request):
-        return Response([{"id": str(a.id), "name": a.name, "gender": a.panel_gender,
-                          "age_band": a.panel_age_band} for a in services.panel_avatars()])
+        return Response(
+            [
+                {
+                    "id": str(a.id),
+                    "name": a.name,
+                    "gender": a.panel_gender,
+                    "age_band": a.panel_age_band,
+                }
+                for a in services.panel_avatars()
+            ]
+        )
 
 
 # --- Consumer catalog -------------------------------------------------------------------------------
 
+
 def _catalog_json(template: Template, request) -> dict:
     spec = template.live_revision.spec
     return {
-        "id": str(template.id), "slug": template.slug, "title": template.title,
-        "category": template.category, "tags": template.tags,
-        "intended_gender": template.intended_gender, "intended_age": template.intended_age,
+        "id": str(template.id),
+        "slug": template.slug,
+        "title": template.title,
+        "category": template.category,
+        "tags": template.tags,
+        "intended_gender": template.intended_gender,
+        "intended_age": template.intended_age,
         "order": template.catalog_order,
         "cover_url": request.build_absolute_uri(reverse("catalog-cover", args=[template.pk]))
-        if template.cover_id else None,
+        if template.cover_id
+        else None,
         # Only what a consumer may choose; prompts and control assets stay with the studio.
-        "options": {"likeness": {"default": spec["default_likeness"], "min": 0.3, "max": 1.5},
-                    "images_per_generation": spec["keep"]},
+        "options": {
+            "likeness": {"default": spec["default_likeness"], "min": 0.3, "max": 1.5},
+            "images_per_generation": spec["keep"],
+        },
     }
 
 
 class CatalogListView(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(operation_id="catalog_templates_list",
-                   summary="Published templates (no prompts, no assets)",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="catalog_templates_list",
+        summary="Published templates (no prompts, no assets)",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         templates = published_templates()
         category = request.query_params.get("category")
         if category:
             templates = templates.filter(category=category)
-        return Response({"count": templates.count(),
-                         "results": [_catalog_json(t, request) for t in templates]})
+        return Response(
+            {"count": templates.count(), "results": [_catalog_json(t, request) for t in templates]}
+        )
 
 
 class CatalogDetailView(APIView):
@@ -624,5 +790,6 @@ class CatalogCoverView(APIView):
         template = get_object_or_404(published_templates(), pk=pk)
         if template.cover is None:
             raise NotFound("This template has no cover.")
-        return FileResponse(default_storage.open(template.cover.output_name, "rb"),
-                            content_type="image/png")
+        return FileResponse(
+            default_storage.open(template.cover.output_name, "rb"), content_type="image/png"
+        )

@@ -29,21 +29,25 @@ class TemplateStatus(models.TextChoices):
 
 class Template(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                              related_name="templates")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="templates"
+    )
     title = models.CharField(max_length=120)
     slug = models.SlugField(max_length=140, unique=True)
     category = models.CharField(max_length=24, choices=Category.choices)
     tags = models.JSONField(default=list, blank=True)
     intended_gender = models.CharField(max_length=16, blank=True)
     intended_age = models.CharField(max_length=16, blank=True)
-    status = models.CharField(max_length=24, choices=TemplateStatus.choices,
-                              default=TemplateStatus.DRAFT, db_index=True)
+    status = models.CharField(
+        max_length=24, choices=TemplateStatus.choices, default=TemplateStatus.DRAFT, db_index=True
+    )
     # The revision consumers get. Stays put while a newer draft is edited and reviewed.
-    live_revision = models.ForeignKey("TemplateRevision", null=True, blank=True,
-                                      on_delete=models.PROTECT, related_name="+")
-    cover = models.ForeignKey("PreviewCell", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+")
+    live_revision = models.ForeignKey(
+        "TemplateRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    cover = models.ForeignKey(
+        "PreviewCell", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     catalog_order = models.IntegerField(default=0, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -63,15 +67,15 @@ class TemplateRevision(models.Model):
     number = models.PositiveIntegerField()
     spec = models.JSONField()
     change_note = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["template", "-number"]
         constraints = [
-            models.UniqueConstraint(fields=["template", "number"],
-                                    name="unique_revision_number"),
+            models.UniqueConstraint(fields=["template", "number"], name="unique_revision_number"),
         ]
 
     def __str__(self) -> str:
@@ -119,15 +123,18 @@ class CellStatus(models.TextChoices):
 class PreviewCell(models.Model):
     """One render of a revision on one test avatar with one seed; cached across previews."""
 
-    revision = models.ForeignKey(TemplateRevision, on_delete=models.CASCADE,
-                                 related_name="cells")
+    revision = models.ForeignKey(TemplateRevision, on_delete=models.CASCADE, related_name="cells")
     avatar = models.ForeignKey("avatars.Avatar", on_delete=models.CASCADE, related_name="+")
     seed = models.BigIntegerField()
     engine_version = models.CharField(max_length=64)
-    job = models.OneToOneField("rendering.RenderJob", null=True, blank=True,
-                               on_delete=models.SET_NULL, related_name="preview_cell")
-    status = models.CharField(max_length=16, choices=CellStatus.choices,
-                              default=CellStatus.PENDING)
+    job = models.OneToOneField(
+        "rendering.RenderJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="preview_cell",
+    )
+    status = models.CharField(max_length=16, choices=CellStatus.choices, default=CellStatus.PENDING)
     output_name = models.CharField(max_length=255, blank=True)
     likeness = models.FloatField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
@@ -136,8 +143,9 @@ class PreviewCell(models.Model):
     class Meta:
         ordering = ["avatar_id", "seed"]
         constraints = [
-            models.UniqueConstraint(fields=["revision", "avatar", "seed", "engine_version"],
-                                    name="unique_preview_cell"),
+            models.UniqueConstraint(
+                fields=["revision", "avatar", "seed", "engine_version"], name="unique_preview_cell"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -146,10 +154,12 @@ class PreviewCell(models.Model):
 
 class Preview(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    revision = models.ForeignKey(TemplateRevision, on_delete=models.CASCADE,
-                                 related_name="previews")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                     related_name="+")
+    revision = models.ForeignKey(
+        TemplateRevision, on_delete=models.CASCADE, related_name="previews"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     cells = models.ManyToManyField(PreviewCell, related_name="previews")
     avatar_ids = models.JSONField()  # row order of the grid
     seeds = models.JSONField()  # column order of the grid
@@ -172,25 +182,26 @@ class ReviewState(models.TextChoices):
 
 class Review(models.Model):
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="reviews")
-    revision = models.ForeignKey(TemplateRevision, on_delete=models.CASCADE,
-                                 related_name="reviews")
+    revision = models.ForeignKey(TemplateRevision, on_delete=models.CASCADE, related_name="reviews")
     preview = models.ForeignKey(Preview, on_delete=models.PROTECT, related_name="+")
-    state = models.CharField(max_length=24, choices=ReviewState.choices,
-                             default=ReviewState.OPEN)
-    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                     related_name="+")
+    state = models.CharField(max_length=24, choices=ReviewState.choices, default=ReviewState.OPEN)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     note = models.TextField(blank=True)
     submitted_at = models.DateTimeField(default=timezone.now)
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     comment = models.TextField(blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-submitted_at"]
         constraints = [
-            models.UniqueConstraint(fields=["template"], condition=Q(state="open"),
-                                    name="one_open_review_per_template"),
+            models.UniqueConstraint(
+                fields=["template"], condition=Q(state="open"), name="one_open_review_per_template"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -201,10 +212,10 @@ class TemplateEvent(models.Model):
     """The audit trail of every workflow transition, also the feed the frontend shows."""
 
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="events")
-    revision = models.ForeignKey(TemplateRevision, null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="+")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                              related_name="+")
+    revision = models.ForeignKey(
+        TemplateRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     action = models.CharField(max_length=32)
     from_status = models.CharField(max_length=24, blank=True)
     to_status = models.CharField(max_length=24, blank=True)
@@ -221,8 +232,9 @@ class TemplateEvent(models.Model):
 class TemplateStats(models.Model):
     """Counters the rendering side increments: the designers' feedback loop."""
 
-    template = models.OneToOneField(Template, on_delete=models.CASCADE, related_name="stats",
-                                    primary_key=True)
+    template = models.OneToOneField(
+        Template, on_delete=models.CASCADE, related_name="stats", primary_key=True
+    )
     generations = models.PositiveIntegerField(default=0)
     refinements = models.PositiveIntegerField(default=0)
     downloads = models.PositiveIntegerField(default=0)

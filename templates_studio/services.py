@@ -47,11 +47,23 @@ from .spec import render_spec_for_cell, validate_template_spec
 logger = logging.getLogger(__name__)
 
 
-def _event(*, template: Template, actor: User, action: str, from_status: str = "",
-           revision: TemplateRevision | None = None, comment: str = "") -> TemplateEvent:
+def _event(
+    *,
+    template: Template,
+    actor: User,
+    action: str,
+    from_status: str = "",
+    revision: TemplateRevision | None = None,
+    comment: str = "",
+) -> TemplateEvent:
     return TemplateEvent.objects.create(
-        template=template, revision=revision, actor=actor, action=action,
-        from_status=from_status, to_status=template.status, comment=comment,
+        template=template,
+        revision=revision,
+        actor=actor,
+        action=action,
+        from_status=from_status,
+        to_status=template.status,
+        comment=comment,
     )
 
 
@@ -60,6 +72,7 @@ def _locked(template: Template) -> Template:
 
 
 # --- Templates and revisions -------------------------------------------------------------------
+
 
 def _unique_slug(title: str) -> str:
     base = slugify(title)[:120] or "template"
@@ -76,24 +89,47 @@ def _check_assets(spec: dict, user: User) -> None:
         if asset is None:
             raise InvalidInput({f"controls.{index}.asset": ["No such asset among your uploads."]})
         if control["kind"] != asset.kind and not (
-                control["kind"] in ("reference", "lighting") and asset.kind in ("reference", "lighting")):
-            raise InvalidInput({f"controls.{index}.kind": [
-                f"The asset is a {asset.kind} image, not {control['kind']}."]})
+            control["kind"] in ("reference", "lighting") and asset.kind in ("reference", "lighting")
+        ):
+            raise InvalidInput(
+                {
+                    f"controls.{index}.kind": [
+                        f"The asset is a {asset.kind} image, not {control['kind']}."
+                    ]
+                }
+            )
 
 
 @transaction.atomic
-def template_create(*, user: User, title: str, category: str, tags: list[str],
-                    intended_gender: str = "", intended_age: str = "", spec: dict) -> Template:
+def template_create(
+    *,
+    user: User,
+    title: str,
+    category: str,
+    tags: list[str],
+    intended_gender: str = "",
+    intended_age: str = "",
+    spec: dict,
+) -> Template:
     spec = validate_template_spec(spec, base_size=settings.TEMPLATE_BASE_SIZE)
     _check_assets(spec, user)
     template = Template.objects.create(
-        owner=user, title=title, slug=_unique_slug(title), category=category, tags=tags,
-        intended_gender=intended_gender, intended_age=intended_age,
+        owner=user,
+        title=title,
+        slug=_unique_slug(title),
+        category=category,
+        tags=tags,
+        intended_gender=intended_gender,
+        intended_age=intended_age,
     )
     TemplateStats.objects.create(template=template)
     revision = TemplateRevision.objects.create(
-        template=template, number=1, spec=spec, change_note=spec.get("change_note", ""),
-        created_by=user)
+        template=template,
+        number=1,
+        spec=spec,
+        change_note=spec.get("change_note", ""),
+        created_by=user,
+    )
     _event(template=template, actor=user, action="created", revision=revision)
     return template
 
@@ -108,18 +144,29 @@ def revision_create(*, template: Template, user: User, spec: dict) -> TemplateRe
     _check_assets(spec, user)
     number = (template.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
     revision = TemplateRevision.objects.create(
-        template=template, number=number, spec=spec, change_note=spec.get("change_note", ""),
-        created_by=user)
+        template=template,
+        number=number,
+        spec=spec,
+        change_note=spec.get("change_note", ""),
+        created_by=user,
+    )
     template.save(update_fields=["updated_at"])
-    _event(template=template, actor=user, action="revised", revision=revision,
-           from_status=template.status)
+    _event(
+        template=template,
+        actor=user,
+        action="revised",
+        revision=revision,
+        from_status=template.status,
+    )
     return revision
 
 
 # --- Assets ----------------------------------------------------------------------------------------
 
-def _store_asset(*, png: bytes, kind: str, width: int, height: int, user: User,
-                 keypoints: dict | None = None) -> tuple[ControlAsset, bool]:
+
+def _store_asset(
+    *, png: bytes, kind: str, width: int, height: int, user: User, keypoints: dict | None = None
+) -> tuple[ControlAsset, bool]:
     digest = hashlib.sha256(png).hexdigest()
     with transaction.atomic():
         asset = ControlAsset.objects.select_for_update().filter(pk=digest).first()
@@ -128,8 +175,14 @@ def _store_asset(*, png: bytes, kind: str, width: int, height: int, user: User,
             name = asset_storage_name(digest)
             if not default_storage.exists(name):
                 default_storage.save(name, ContentFile(png))
-            asset = ControlAsset.objects.create(sha256=digest, kind=kind, storage_name=name,
-                                                width=width, height=height, keypoints=keypoints)
+            asset = ControlAsset.objects.create(
+                sha256=digest,
+                kind=kind,
+                storage_name=name,
+                width=width,
+                height=height,
+                keypoints=keypoints,
+            )
         asset.owners.add(user)
     return asset, created
 
@@ -152,8 +205,9 @@ def asset_upload(*, user: User, data: bytes, kind: str) -> tuple[ControlAsset, b
             raise InvalidInput({"file": ["The image must be at least 64 pixels on each side."]})
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return _store_asset(png=buffer.getvalue(), kind=kind, width=image.width,
-                        height=image.height, user=user)
+    return _store_asset(
+        png=buffer.getvalue(), kind=kind, width=image.width, height=image.height, user=user
+    )
 
 
 def pose_asset_create(*, user: User, pose: dict) -> tuple[ControlAsset, bool]:
@@ -167,19 +221,28 @@ def pose_asset_create(*, user: User, pose: dict) -> tuple[ControlAsset, bool]:
     image = render_openpose(parsed)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return _store_asset(png=buffer.getvalue(), kind=AssetKind.POSE, width=image.width,
-                        height=image.height, user=user, keypoints=pose_to_json(parsed))
+    return _store_asset(
+        png=buffer.getvalue(),
+        kind=AssetKind.POSE,
+        width=image.width,
+        height=image.height,
+        user=user,
+        keypoints=pose_to_json(parsed),
+    )
 
 
 # --- Previews --------------------------------------------------------------------------------------
 
+
 def panel_avatars() -> list[Avatar]:
-    return list(Avatar.objects.filter(is_test_avatar=True, status=AvatarStatus.READY)
-                .order_by("created_at"))
+    return list(
+        Avatar.objects.filter(is_test_avatar=True, status=AvatarStatus.READY).order_by("created_at")
+    )
 
 
-def preview_create(*, revision: TemplateRevision, user: User,
-                   avatar_ids: list[str] | None = None) -> Preview:
+def preview_create(
+    *, revision: TemplateRevision, user: User, avatar_ids: list[str] | None = None
+) -> Preview:
     """Renders the revision on the panel x its seeds. Cells already rendered for this
     (revision, avatar, seed, engine version) are reused: nothing is rendered twice."""
     panel = panel_avatars()
@@ -189,7 +252,9 @@ def preview_create(*, revision: TemplateRevision, user: User,
     if avatar_ids:
         unknown = [a for a in avatar_ids if str(a) not in by_id]
         if unknown:
-            raise InvalidInput({"avatars": [f"Not ready test avatars: {', '.join(map(str, unknown))}."]})
+            raise InvalidInput(
+                {"avatars": [f"Not ready test avatars: {', '.join(map(str, unknown))}."]}
+            )
         chosen = [by_id[str(a)] for a in avatar_ids]
     else:
         chosen = panel
@@ -197,18 +262,28 @@ def preview_create(*, revision: TemplateRevision, user: User,
     new_cells = 0
     with transaction.atomic():
         preview = Preview.objects.create(
-            revision=revision, requested_by=user, avatar_ids=[str(a.id) for a in chosen],
-            seeds=seeds, full_panel={str(a.id) for a in chosen} == set(by_id))
+            revision=revision,
+            requested_by=user,
+            avatar_ids=[str(a.id) for a in chosen],
+            seeds=seeds,
+            full_panel={str(a.id) for a in chosen} == set(by_id),
+        )
         for avatar in chosen:
             for seed in seeds:
                 cell, created = PreviewCell.objects.select_for_update().get_or_create(
-                    revision=revision, avatar=avatar, seed=seed,
-                    engine_version=settings.ENGINE_VERSION)
+                    revision=revision,
+                    avatar=avatar,
+                    seed=seed,
+                    engine_version=settings.ENGINE_VERSION,
+                )
                 if created or cell.status == CellStatus.FAILED:
                     job = render_job_create(
-                        kind=JobKind.PREVIEW, created_by=user,
-                        spec=render_spec_for_cell(revision.spec, avatar_id=str(avatar.id),
-                                                  seed=seed))
+                        kind=JobKind.PREVIEW,
+                        created_by=user,
+                        spec=render_spec_for_cell(
+                            revision.spec, avatar_id=str(avatar.id), seed=seed
+                        ),
+                    )
                     cell.job, cell.status, cell.error = job, CellStatus.PENDING, ""
                     cell.save(update_fields=["job", "status", "error"])
                     new_cells += 1
@@ -229,7 +304,10 @@ def preview_cell_finished(sender, job: RenderJob, **kwargs) -> None:
     output = job.outputs.order_by("index").first()
     if job.status == JobStatus.SUCCEEDED and output is not None:
         cell.status, cell.output_name, cell.likeness = (
-            CellStatus.SUCCEEDED, output.storage_name, output.likeness)
+            CellStatus.SUCCEEDED,
+            output.storage_name,
+            output.likeness,
+        )
     else:
         cell.status, cell.error = CellStatus.FAILED, job.error_message[:500]
     cell.save(update_fields=["status", "output_name", "likeness", "error"])
@@ -241,6 +319,7 @@ def preview_is_complete(preview: Preview) -> bool:
 
 # --- Review workflow ---------------------------------------------------------------------------------
 
+
 @transaction.atomic
 def template_submit(*, revision: TemplateRevision, user: User, note: str = "") -> Review:
     template = _locked(revision.template)
@@ -248,26 +327,40 @@ def template_submit(*, revision: TemplateRevision, user: User, note: str = "") -
         raise ConflictError("Only the template's owner can submit it.")
     if template.status == TemplateStatus.RETIRED:
         raise ConflictError("A retired template cannot be submitted.")
-    preview = next((p for p in revision.previews.filter(full_panel=True).order_by("-created_at")
-                    if preview_is_complete(p)), None)
+    preview = next(
+        (
+            p
+            for p in revision.previews.filter(full_panel=True).order_by("-created_at")
+            if preview_is_complete(p)
+        ),
+        None,
+    )
     if preview is None:
         raise ConflictError(
             "Preview this exact revision on the full test-avatar panel, and wait for every "
-            "cell to finish, before submitting.")
+            "cell to finish, before submitting."
+        )
     if template.live_revision_id == revision.pk:
         raise ConflictError("This revision is already the published one.")
     previous = template.status
     try:
         with transaction.atomic():
-            review = Review.objects.create(template=template, revision=revision, preview=preview,
-                                           submitted_by=user, note=note)
+            review = Review.objects.create(
+                template=template, revision=revision, preview=preview, submitted_by=user, note=note
+            )
     except IntegrityError as exc:
         raise ConflictError("This template already has an open review.") from exc
     template.status = TemplateStatus.IN_REVIEW
     template.save(update_fields=["status", "updated_at"])
     action = "resubmitted" if previous == TemplateStatus.CHANGES_REQUESTED else "submitted"
-    _event(template=template, actor=user, action=action, revision=revision,
-           from_status=previous, comment=note)
+    _event(
+        template=template,
+        actor=user,
+        action=action,
+        revision=revision,
+        from_status=previous,
+        comment=note,
+    )
     return review
 
 
@@ -295,14 +388,22 @@ def review_approve(*, review: Review, user: User, comment: str = "") -> Template
     previous = template.status
     template.status = TemplateStatus.PUBLISHED
     template.live_revision = review.revision
-    template.cover = (review.preview.cells.filter(status=CellStatus.SUCCEEDED)
-                      .order_by(F("likeness").desc(nulls_last=True), "avatar_id", "seed").first())
+    template.cover = (
+        review.preview.cells.filter(status=CellStatus.SUCCEEDED)
+        .order_by(F("likeness").desc(nulls_last=True), "avatar_id", "seed")
+        .first()
+    )
     if previous != TemplateStatus.PUBLISHED and not template.catalog_order:
         template.catalog_order = (Template.objects.aggregate(n=Max("catalog_order"))["n"] or 0) + 1
-    template.save(update_fields=["status", "live_revision", "cover", "catalog_order",
-                                 "updated_at"])
-    _event(template=template, actor=user, action="approved", revision=review.revision,
-           from_status=previous, comment=comment)
+    template.save(update_fields=["status", "live_revision", "cover", "catalog_order", "updated_at"])
+    _event(
+        template=template,
+        actor=user,
+        action="approved",
+        revision=review.revision,
+        from_status=previous,
+        comment=comment,
+    )
     return template
 
 
@@ -318,11 +419,18 @@ def review_request_changes(*, review: Review, user: User, comment: str) -> Templ
     review.save(update_fields=["state", "decided_by", "comment", "decided_at"])
     previous = template.status
     # A published template keeps serving its live revision while the new one is reworked.
-    template.status = (TemplateStatus.PUBLISHED if template.live_revision_id
-                       else TemplateStatus.CHANGES_REQUESTED)
+    template.status = (
+        TemplateStatus.PUBLISHED if template.live_revision_id else TemplateStatus.CHANGES_REQUESTED
+    )
     template.save(update_fields=["status", "updated_at"])
-    _event(template=template, actor=user, action="changes_requested", revision=review.revision,
-           from_status=previous, comment=comment)
+    _event(
+        template=template,
+        actor=user,
+        action="changes_requested",
+        revision=review.revision,
+        from_status=previous,
+        comment=comment,
+    )
     return template
 
 
@@ -334,8 +442,9 @@ def template_unpublish(*, template: Template, user: User, comment: str = "") -> 
     previous = template.status
     template.status, template.live_revision = TemplateStatus.DRAFT, None
     template.save(update_fields=["status", "live_revision", "updated_at"])
-    _event(template=template, actor=user, action="unpublished", from_status=previous,
-           comment=comment)
+    _event(
+        template=template, actor=user, action="unpublished", from_status=previous, comment=comment
+    )
     return template
 
 
@@ -348,19 +457,23 @@ def template_retire(*, template: Template, user: User, comment: str = "") -> Tem
     from django.utils import timezone
 
     Review.objects.filter(template=template, state=ReviewState.OPEN).update(
-        state=ReviewState.CHANGES_REQUESTED, decided_by=user, comment="Template retired.",
-        decided_at=timezone.now())
+        state=ReviewState.CHANGES_REQUESTED,
+        decided_by=user,
+        comment="Template retired.",
+        decided_at=timezone.now(),
+    )
     template.status, template.live_revision = TemplateStatus.RETIRED, None
     template.save(update_fields=["status", "live_revision", "updated_at"])
-    _event(template=template, actor=user, action="retired", from_status=previous,
-           comment=comment)
+    _event(template=template, actor=user, action="retired", from_status=previous, comment=comment)
     return template
 
 
 @transaction.atomic
 def catalog_reorder(*, user: User, template_ids: list[uuid.UUID]) -> None:
-    published = {t.pk: t for t in Template.objects.select_for_update().filter(
-        status=TemplateStatus.PUBLISHED)}
+    published = {
+        t.pk: t
+        for t in Template.objects.select_for_update().filter(status=TemplateStatus.PUBLISHED)
+    }
     unknown = [str(t) for t in template_ids if t not in published]
     if unknown:
         raise InvalidInput({"templates": [f"Not published: {', '.join(unknown)}."]})

@@ -27,39 +27,80 @@ TEMPLATE_SPEC_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["prompt", "seeds"],
     "properties": {
-        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\{subject\}",
-                   "description": "Positive prompt; {subject} becomes the avatar's trigger."},
+        "prompt": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2000,
+            "pattern": r"\{subject\}",
+            "description": "Positive prompt; {subject} becomes the avatar's trigger.",
+        },
         "negative_prompt": {"type": "string", "maxLength": 2000, "default": ""},
-        "base_model": {"type": ["string", "null"], "maxLength": 100, "default": None,
-                       "description": "Engine registry key; null = the default base model."},
-        "style_loras": {"type": "array", "maxItems": 5, "default": [], "items": {
-            "type": "object", "additionalProperties": False, "required": ["key", "weight"],
-            "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100},
-                           "weight": _weight}}},
-        "controls": {"type": "array", "maxItems": 4, "default": [], "items": {
-            "type": "object", "additionalProperties": False, "required": ["kind", "asset"],
-            "properties": {
-                "kind": {"enum": CONTROL_KINDS},
-                "asset": {"type": "string", "pattern": "^[0-9a-f]{64}$",
-                          "description": "sha256 of an uploaded control asset"},
-                "conditioning_scale": {**_weight, "default": 1.0,
-                                       "description": "ControlNet scale; img2img strength for "
-                                                      "lighting and reference"},
-                "start": {**_unit, "default": 0.0},
-                "end": {**_unit, "default": 1.0},
-            }}},
+        "base_model": {
+            "type": ["string", "null"],
+            "maxLength": 100,
+            "default": None,
+            "description": "Engine registry key; null = the default base model.",
+        },
+        "style_loras": {
+            "type": "array",
+            "maxItems": 5,
+            "default": [],
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["key", "weight"],
+                "properties": {
+                    "key": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "weight": _weight,
+                },
+            },
+        },
+        "controls": {
+            "type": "array",
+            "maxItems": 4,
+            "default": [],
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["kind", "asset"],
+                "properties": {
+                    "kind": {"enum": CONTROL_KINDS},
+                    "asset": {
+                        "type": "string",
+                        "pattern": "^[0-9a-f]{64}$",
+                        "description": "sha256 of an uploaded control asset",
+                    },
+                    "conditioning_scale": {
+                        **_weight,
+                        "default": 1.0,
+                        "description": "ControlNet scale; img2img strength for "
+                        "lighting and reference",
+                    },
+                    "start": {**_unit, "default": 0.0},
+                    "end": {**_unit, "default": 1.0},
+                },
+            },
+        },
         "sampler": {"enum": SAMPLERS, "default": "dpmpp_2m"},
         "steps": {"type": "integer", "minimum": 1, "maximum": 150, "default": 25},
         "guidance": {"type": "number", "minimum": 0, "maximum": 30, "default": 5.0},
-        "size": {"type": "object", "additionalProperties": False,
-                 "required": ["width", "height"],
-                 "properties": {"width": {"type": "integer", "minimum": 64, "maximum": 2048,
-                                          "multipleOf": 8},
-                                "height": {"type": "integer", "minimum": 64, "maximum": 2048,
-                                           "multipleOf": 8}}},
+        "size": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["width", "height"],
+            "properties": {
+                "width": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8},
+                "height": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8},
+            },
+        },
         "aspect_ratio": {"enum": sorted(ASPECT_RATIOS)},
-        "seeds": {"type": "array", "minItems": 1, "maxItems": 8, "uniqueItems": True,
-                  "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}},
+        "seeds": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 8,
+            "uniqueItems": True,
+            "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+        },
         "candidates": {"type": "integer", "minimum": 1, "maximum": 16, "default": 4},
         "keep": {"type": "integer", "minimum": 1, "maximum": 16, "default": 2},
         "default_likeness": {"type": "number", "minimum": 0.3, "maximum": 1.5, "default": 0.9},
@@ -91,11 +132,15 @@ def validate_template_spec(spec: Any, *, base_size: int) -> dict[str, Any]:
         fields.setdefault(_field(error), []).append(error.message)
     if fields:
         raise InvalidInput(fields, message="The template spec has invalid fields.")
-    filled = {key: schema["default"] for key, schema in TEMPLATE_SPEC_SCHEMA["properties"].items()
-              if "default" in schema}
+    filled = {
+        key: schema["default"]
+        for key, schema in TEMPLATE_SPEC_SCHEMA["properties"].items()
+        if "default" in schema
+    }
     filled.update(spec)
-    filled["controls"] = [{"conditioning_scale": 1.0, "start": 0.0, "end": 1.0, **c}
-                          for c in filled["controls"]]
+    filled["controls"] = [
+        {"conditioning_scale": 1.0, "start": 0.0, "end": 1.0, **c} for c in filled["controls"]
+    ]
     if "size" in filled and "aspect_ratio" in filled:
         raise InvalidInput({"aspect_ratio": ["Give either size or aspect_ratio, not both."]})
     if filled["keep"] > filled["candidates"]:
@@ -112,18 +157,26 @@ def size_for(aspect_ratio: str, base: int) -> dict[str, int]:
     """Width and height, multiples of 8, with the shorter side at `base` pixels."""
     w, h = ASPECT_RATIOS[aspect_ratio]
     short = min(w, h)
-    return {"width": max(64, round(base * w / short / 8) * 8),
-            "height": max(64, round(base * h / short / 8) * 8)}
+    return {
+        "width": max(64, round(base * w / short / 8) * 8),
+        "height": max(64, round(base * h / short / 8) * 8),
+    }
 
 
-def render_spec_for_cell(spec: dict[str, Any], *, avatar_id: str, seed: int,
-                         likeness: float | None = None) -> dict[str, Any]:
+def render_spec_for_cell(
+    spec: dict[str, Any], *, avatar_id: str, seed: int, likeness: float | None = None
+) -> dict[str, Any]:
     """The engine spec for one preview cell. Images stay references: {"asset": sha256}."""
     engine: dict[str, Any] = {
-        "prompt": spec["prompt"], "negative_prompt": spec["negative_prompt"],
-        "base_model": spec["base_model"], "sampler": spec["sampler"], "steps": spec["steps"],
-        "guidance": spec["guidance"], "width": spec["size"]["width"],
-        "height": spec["size"]["height"], "seed": seed,
+        "prompt": spec["prompt"],
+        "negative_prompt": spec["negative_prompt"],
+        "base_model": spec["base_model"],
+        "sampler": spec["sampler"],
+        "steps": spec["steps"],
+        "guidance": spec["guidance"],
+        "width": spec["size"]["width"],
+        "height": spec["size"]["height"],
+        "seed": seed,
         "style_loras": [{"key": s["key"], "weight": s["weight"]} for s in spec["style_loras"]],
         "avatar": {"id": avatar_id, "weight": likeness or spec["default_likeness"]},
         "controls": [],
@@ -131,15 +184,26 @@ def render_spec_for_cell(spec: dict[str, Any], *, avatar_id: str, seed: int,
     for control in spec["controls"]:
         image = {"asset": control["asset"]}
         if control["kind"] == "lighting":
-            engine["lighting"] = {"image": image, "strength": min(control["conditioning_scale"], 1.0)}
+            engine["lighting"] = {
+                "image": image,
+                "strength": min(control["conditioning_scale"], 1.0),
+            }
         elif control["kind"] == "reference":
-            engine["reference"] = {"image": image, "mode": "img2img",
-                                   "strength": min(control["conditioning_scale"], 1.0)}
+            engine["reference"] = {
+                "image": image,
+                "mode": "img2img",
+                "strength": min(control["conditioning_scale"], 1.0),
+            }
         else:
-            engine["controls"].append({
-                "kind": control["kind"], "image": image,
-                "conditioning_scale": control["conditioning_scale"],
-                "start": control["start"], "end": control["end"]})
+            engine["controls"].append(
+                {
+                    "kind": control["kind"],
+                    "image": image,
+                    "conditioning_scale": control["conditioning_scale"],
+                    "start": control["start"],
+                    "end": control["end"],
+                }
+            )
     if spec["face_refinement"]:
         engine["face_refine"] = {}
     return engine
@@ -153,8 +217,12 @@ def spec_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> lis
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             changes += spec_diff(a, b, path)
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
-                all(isinstance(x, dict) for x in a + b):
+        elif (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(isinstance(x, dict) for x in a + b)
+        ):
             for index, (x, y) in enumerate(zip(a, b, strict=True)):
                 changes += spec_diff(x, y, f"{path}.{index}")
         elif a != b:

@@ -15,14 +15,20 @@ PASSWORD = "correct-horse-battery-9"
 
 # --- Real worker processes (integration and browser tests share one session worker) -------------
 
+
 @pytest.fixture(scope="session")
 def worker_env(django_db_setup, tiny_models) -> dict[str, str]:
     """The environment a worker needs to share this test run's database, broker and storage."""
     workers.check_broker()
-    env = {**os.environ, "DATABASE_URL": workers.database_url_for_test_db(),
-           "MEDIA_ROOT": str(settings.MEDIA_ROOT), "VAR_DIR": str(settings.VAR_DIR),
-           "ENGINE_MODELS_DIR": str(settings.ENGINE_MODELS_DIR),
-           "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": workers.database_url_for_test_db(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "VAR_DIR": str(settings.VAR_DIR),
+        "ENGINE_MODELS_DIR": str(settings.ENGINE_MODELS_DIR),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
     return env
 
 
@@ -47,8 +53,9 @@ def start_worker(worker_env, tmp_path):
 def celery_worker(worker_env, tmp_path_factory):
     """One real worker process for the session (stopped before the test database is dropped)."""
     workers.purge_queues()
-    worker = workers.WorkerProcess("it-worker", tmp_path_factory.mktemp("worker") / "worker.log",
-                                   worker_env)
+    worker = workers.WorkerProcess(
+        "it-worker", tmp_path_factory.mktemp("worker") / "worker.log", worker_env
+    )
     try:
         worker.wait_ready()
         yield worker

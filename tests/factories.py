@@ -26,9 +26,13 @@ def _trained_once() -> tuple[bytes, bytes]:
 
     prepared = faces.prepare_training_photos(P.front_photo(), P.same_person_photos(3))
     trained = train_avatar_lora(
-        pipeline=get_engine().pipeline(), photos=[p.image for p in prepared.accepted],
-        config=TrainingConfig(rank=4, steps=settings.AVATAR_TRAINING_STEPS,
-                              resolution=settings.AVATAR_TRAINING_RESOLUTION),
+        pipeline=get_engine().pipeline(),
+        photos=[p.image for p in prepared.accepted],
+        config=TrainingConfig(
+            rank=4,
+            steps=settings.AVATAR_TRAINING_STEPS,
+            resolution=settings.AVATAR_TRAINING_RESOLUTION,
+        ),
     )
     return lora_to_bytes(trained), prepared.reference_embedding.astype("float32").tobytes()
 
@@ -38,17 +42,25 @@ def ready_test_avatar(*, name: str = "Panel", gender: str = "female", age_band: 
     from avatars.models import Avatar, AvatarStatus
 
     lora, embedding = _trained_once()
-    avatar = Avatar(is_test_avatar=True, name=name, panel_gender=gender,
-                    panel_age_band=age_band, rights_declaration="test fixture",
-                    status=AvatarStatus.READY, finished_at=timezone.now())
+    avatar = Avatar(
+        is_test_avatar=True,
+        name=name,
+        panel_gender=gender,
+        panel_age_band=age_band,
+        rights_declaration="test fixture",
+        status=AvatarStatus.READY,
+        finished_at=timezone.now(),
+    )
     owner = str(avatar.id)
     key = crypto.new_data_key()
     avatar.wrapped_data_key = crypto.wrap_data_key(key, owner_id=owner)
-    avatar.reference_embedding = crypto.encrypt_blob(embedding, data_key=key, owner_id=owner,
-                                                     purpose="reference_embedding")
+    avatar.reference_embedding = crypto.encrypt_blob(
+        embedding, data_key=key, owner_id=owner, purpose="reference_embedding"
+    )
     avatar.lora_object = default_storage.save(
         f"avatars/{owner}/lora.bin",
-        ContentFile(crypto.encrypt_blob(lora, data_key=key, owner_id=owner, purpose="lora")))
+        ContentFile(crypto.encrypt_blob(lora, data_key=key, owner_id=owner, purpose="lora")),
+    )
     avatar.save()
     return avatar
 
@@ -59,12 +71,17 @@ def ready_consumer_avatar(*, end_user):
     from avatars.models import Avatar, ConsentRecord
 
     record = ConsentRecord.objects.create(
-        end_user=end_user, agreement_version=agreement.AGREEMENT_VERSION,
-        agreement_hash=agreement.agreement_hash(), text_shown=agreement.agreement_text(),
-        items=["face_processing", "identity_check"], age_confirmation="adult")
+        end_user=end_user,
+        agreement_version=agreement.AGREEMENT_VERSION,
+        agreement_hash=agreement.agreement_hash(),
+        text_shown=agreement.agreement_text(),
+        items=["face_processing", "identity_check"],
+        age_confirmation="adult",
+    )
     test_avatar = ready_test_avatar()
-    Avatar.objects.filter(pk=test_avatar.pk).update(is_test_avatar=False, end_user=end_user,
-                                                    consent=record)
+    Avatar.objects.filter(pk=test_avatar.pk).update(
+        is_test_avatar=False, end_user=end_user, consent=record
+    )
     return Avatar.objects.get(pk=test_avatar.pk)
 
 
@@ -74,10 +91,18 @@ def published_template(*, owner, **spec_changes):
     from templates_studio.models import Template, TemplateStatus
     from templates_studio.services import template_create
 
-    spec = {"prompt": "{subject}, business portrait", "seeds": [1], "steps": 4,
-            "candidates": 2, "keep": 1, **spec_changes}
-    template = template_create(user=owner, title="Headshot", category="business", tags=[],
-                               spec=spec)
+    spec = {
+        "prompt": "{subject}, business portrait",
+        "seeds": [1],
+        "steps": 4,
+        "candidates": 2,
+        "keep": 1,
+        **spec_changes,
+    }
+    template = template_create(
+        user=owner, title="Headshot", category="business", tags=[], spec=spec
+    )
     Template.objects.filter(pk=template.pk).update(
-        status=TemplateStatus.PUBLISHED, live_revision=template.revisions.get())
+        status=TemplateStatus.PUBLISHED, live_revision=template.revisions.get()
+    )
     return Template.objects.get(pk=template.pk)

@@ -55,8 +55,11 @@ def check_broker() -> None:
         with app.connection_for_write() as conn:
             conn.connect()
     except Exception as exc:
-        pytest.fail(f"The broker at CELERY_BROKER_URL does not answer: {exc!r}. "
-                    "Start it (see docs/OPERATIONS.md) or unset the variable.", pytrace=False)
+        pytest.fail(
+            f"The broker at CELERY_BROKER_URL does not answer: {exc!r}. "
+            "Start it (see docs/OPERATIONS.md) or unset the variable.",
+            pytrace=False,
+        )
 
 
 def purge_queues() -> None:
@@ -82,10 +85,30 @@ class WorkerProcess:
         self._readies_before = self.log().count(" ready.") if self.log_path.exists() else 0
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workstation", "worker",
-             "-Q", "render,training,maintenance", "-P", "solo", "-c", "1",
-             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workstation",
+                "worker",
+                "-Q",
+                "render,training,maintenance",
+                "-P",
+                "solo",
+                "-c",
+                "1",
+                "-n",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def log(self) -> str:
@@ -130,5 +153,3 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-
-

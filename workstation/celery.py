@@ -39,7 +39,6 @@ app.conf.update(
 app.autodiscover_tasks()
 
 
-
 @worker_ready.connect
 def load_models_before_first_job(sender=None, **kwargs) -> None:
     """Pay the model import and load once at start-up, not inside the first user's job."""

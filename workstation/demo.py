@@ -58,9 +58,30 @@ DEMO_PANEL = [
     ("Grace (demo)", "female", "60+", grace_hopper),
 ]
 
-DEMO_POSE = {"width": 64, "height": 64, "keypoints": [
-    [32, 10], [32, 20], [24, 20], [20, 30], [18, 40], [40, 20], [44, 30], [46, 40],
-    [27, 40], [27, 50], [27, 60], [37, 40], [37, 50], [37, 60], [30, 8], [34, 8], None, None]}
+DEMO_POSE = {
+    "width": 64,
+    "height": 64,
+    "keypoints": [
+        [32, 10],
+        [32, 20],
+        [24, 20],
+        [20, 30],
+        [18, 40],
+        [40, 20],
+        [44, 30],
+        [46, 40],
+        [27, 40],
+        [27, 50],
+        [27, 60],
+        [37, 40],
+        [37, 50],
+        [37, 60],
+        [30, 8],
+        [34, 8],
+        None,
+        None,
+    ],
+}
 
 DEMO_TEMPLATES = [
     ("Business headshot", "business", "{subject}, business portrait, navy suit, soft studio light"),

@@ -90,16 +90,23 @@ class HealthView(APIView):
 
     @extend_schema(
         summary="Health of database, broker, storage and engine",
-        responses={200: inline_serializer("Health", {
-            "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
-            "components": serializers.DictField(),
-        })},
+        responses={
+            200: inline_serializer(
+                "Health",
+                {
+                    "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
+                    "components": serializers.DictField(),
+                },
+            )
+        },
     )
     def get(self, request):
         components = {name: check() for name, check in CHECKS.items()}
         ready = all(state.ready for state in components.values())
         if not ready:
-            logger.warning("health: %s", {n: s.detail for n, s in components.items() if not s.ready})
+            logger.warning(
+                "health: %s", {n: s.detail for n, s in components.items() if not s.ready}
+            )
         from avatars.safety import describe as describe_safety
 
         return Response(

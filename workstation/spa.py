@@ -22,7 +22,8 @@ def studio_app(request, path: str = ""):
     if not index.exists():
         return HttpResponse(
             "The studio frontend is not built. Run `make frontend` (or `make run`).",
-            status=503, content_type="text/plain",
+            status=503,
+            content_type="text/plain",
         )
     response = HttpResponse(_index_html(index.stat().st_mtime))
     response["Cache-Control"] = "no-cache"

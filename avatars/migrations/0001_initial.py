@@ -8,112 +8,229 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor', models.CharField(max_length=64)),
-                ('action', models.CharField(max_length=48)),
-                ('object_type', models.CharField(max_length=32)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('purpose', models.CharField(max_length=120)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('end_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='accounts.enduser')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("actor", models.CharField(max_length=64)),
+                ("action", models.CharField(max_length=48)),
+                ("object_type", models.CharField(max_length=32)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                ("purpose", models.CharField(max_length=120)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "end_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="accounts.enduser",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ConsentRecord',
+            name="ConsentRecord",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('agreement_version', models.CharField(max_length=32)),
-                ('agreement_hash', models.CharField(max_length=64)),
-                ('text_shown', models.TextField()),
-                ('items', models.JSONField()),
-                ('age_confirmation', models.CharField(max_length=32)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('withdrawn_at', models.DateTimeField(blank=True, null=True)),
-                ('end_user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.enduser')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("agreement_version", models.CharField(max_length=32)),
+                ("agreement_hash", models.CharField(max_length=64)),
+                ("text_shown", models.TextField()),
+                ("items", models.JSONField()),
+                ("age_confirmation", models.CharField(max_length=32)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("withdrawn_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "end_user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="accounts.enduser",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Avatar',
+            name="Avatar",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('is_test_avatar', models.BooleanField(default=False)),
-                ('rights_declaration', models.TextField(blank=True)),
-                ('panel_gender', models.CharField(blank=True, max_length=16)),
-                ('panel_age_band', models.CharField(blank=True, max_length=16)),
-                ('name', models.CharField(blank=True, max_length=80)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('preparing', 'Preparing photos'), ('training', 'Training'), ('ready', 'Ready'), ('failed', 'Failed')], db_index=True, default='queued', max_length=16)),
-                ('failure_code', models.CharField(blank=True, max_length=48)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('progress_step', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('wrapped_data_key', models.BinaryField(blank=True, null=True)),
-                ('lora_object', models.CharField(blank=True, max_length=255)),
-                ('reference_embedding', models.BinaryField(blank=True, null=True)),
-                ('training_metadata', models.JSONField(blank=True, default=dict)),
-                ('photo_count', models.PositiveSmallIntegerField(default=0)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('deletion_notice_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('end_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.enduser')),
-                ('consent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='avatars', to='avatars.consentrecord')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("is_test_avatar", models.BooleanField(default=False)),
+                ("rights_declaration", models.TextField(blank=True)),
+                ("panel_gender", models.CharField(blank=True, max_length=16)),
+                ("panel_age_band", models.CharField(blank=True, max_length=16)),
+                ("name", models.CharField(blank=True, max_length=80)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("preparing", "Preparing photos"),
+                            ("training", "Training"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("failure_code", models.CharField(blank=True, max_length=48)),
+                ("failure_reason", models.TextField(blank=True)),
+                ("progress_step", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("wrapped_data_key", models.BinaryField(blank=True, null=True)),
+                ("lora_object", models.CharField(blank=True, max_length=255)),
+                ("reference_embedding", models.BinaryField(blank=True, null=True)),
+                ("training_metadata", models.JSONField(blank=True, default=dict)),
+                ("photo_count", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("deletion_notice_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "end_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="accounts.enduser",
+                    ),
+                ),
+                (
+                    "consent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="avatars",
+                        to="avatars.consentrecord",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ErasureReceipt',
+            name="ErasureReceipt",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('end_user_digest', models.CharField(db_index=True, max_length=64)),
-                ('counts', models.JSONField()),
-                ('consents', models.JSONField()),
-                ('erased_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('client', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.apiclient')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("end_user_digest", models.CharField(db_index=True, max_length=64)),
+                ("counts", models.JSONField()),
+                ("consents", models.JSONField()),
+                ("erased_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="accounts.apiclient",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-erased_at'],
+                "ordering": ["-erased_at"],
             },
         ),
         migrations.CreateModel(
-            name='AvatarPhoto',
+            name="AvatarPhoto",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.PositiveSmallIntegerField()),
-                ('storage_name', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('avatar', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='photos', to='avatars.avatar')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("index", models.PositiveSmallIntegerField()),
+                ("storage_name", models.CharField(max_length=255)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "avatar",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="photos",
+                        to="avatars.avatar",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['avatar', 'index'],
-                'constraints': [models.UniqueConstraint(fields=('avatar', 'index'), name='unique_photo_index')],
+                "ordering": ["avatar", "index"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("avatar", "index"), name="unique_photo_index")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='avatar',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('consent__isnull', False), ('end_user__isnull', False), ('is_test_avatar', False)), models.Q(('end_user__isnull', True), ('is_test_avatar', True)), _connector='OR'), name='avatar_is_consumer_with_consent_or_test'),
+            model_name="avatar",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("consent__isnull", False),
+                        ("end_user__isnull", False),
+                        ("is_test_avatar", False),
+                    ),
+                    models.Q(("end_user__isnull", True), ("is_test_avatar", True)),
+                    _connector="OR",
+                ),
+                name="avatar_is_consumer_with_consent_or_test",
+            ),
         ),
     ]

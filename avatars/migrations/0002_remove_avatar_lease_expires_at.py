@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('avatars', '0001_initial'),
+        ("avatars", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='avatar',
-            name='lease_expires_at',
+            model_name="avatar",
+            name="lease_expires_at",
         ),
     ]

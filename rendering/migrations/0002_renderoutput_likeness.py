@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rendering', '0001_initial'),
+        ("rendering", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='renderoutput',
-            name='likeness',
+            model_name="renderoutput",
+            name="likeness",
             field=models.FloatField(blank=True, null=True),
         ),
     ]

@@ -7,160 +7,255 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('avatars', '0002_remove_avatar_lease_expires_at'),
-        ('rendering', '0002_renderoutput_likeness'),
-        ('templates_studio', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("avatars", "0002_remove_avatar_lease_expires_at"),
+        ("rendering", "0002_renderoutput_likeness"),
+        ("templates_studio", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CreditEntry',
+            name="CreditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('credit_type', models.CharField(choices=[('avatar', 'Avatar training'), ('generation', 'Generation')], max_length=16)),
-                ('amount', models.IntegerField()),
-                ('reason', models.CharField(choices=[('grant', 'Grant'), ('charge', 'Charge'), ('refund', 'Refund')], max_length=16)),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('idempotency_key', models.CharField(blank=True, max_length=128)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "credit_type",
+                    models.CharField(
+                        choices=[("avatar", "Avatar training"), ("generation", "Generation")],
+                        max_length=16,
+                    ),
+                ),
+                ("amount", models.IntegerField()),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[("grant", "Grant"), ("charge", "Charge"), ("refund", "Refund")],
+                        max_length=16,
+                    ),
+                ),
+                ("note", models.CharField(blank=True, max_length=300)),
+                ("idempotency_key", models.CharField(blank=True, max_length=128)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='OwnerTurn',
+            name="OwnerTurn",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('lane', models.CharField(choices=[('render', 'Render'), ('training', 'Training')], max_length=16)),
-                ('priority', models.PositiveSmallIntegerField()),
-                ('owner_key', models.CharField(max_length=48)),
-                ('last_served_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "lane",
+                    models.CharField(
+                        choices=[("render", "Render"), ("training", "Training")], max_length=16
+                    ),
+                ),
+                ("priority", models.PositiveSmallIntegerField()),
+                ("owner_key", models.CharField(max_length=48)),
+                ("last_served_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('name', models.CharField(max_length=128, primary_key=True, serialize=False)),
-                ('lanes', models.CharField(max_length=64)),
-                ('last_seen', models.DateTimeField(db_index=True)),
-                ('current_job', models.UUIDField(blank=True, null=True)),
+                ("name", models.CharField(max_length=128, primary_key=True, serialize=False)),
+                ("lanes", models.CharField(max_length=64)),
+                ("last_seen", models.DateTimeField(db_index=True)),
+                ("current_job", models.UUIDField(blank=True, null=True)),
             ],
         ),
         migrations.RemoveConstraint(
-            model_name='renderjob',
-            name='render_job_has_exactly_one_owner',
+            model_name="renderjob",
+            name="render_job_has_exactly_one_owner",
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='avatar',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='avatars.avatar'),
+            model_name="renderjob",
+            name="avatar",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="jobs",
+                to="avatars.avatar",
+            ),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='deadline_at',
+            model_name="renderjob",
+            name="deadline_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='idempotency_key',
+            model_name="renderjob",
+            name="idempotency_key",
             field=models.CharField(blank=True, max_length=128),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='lane',
-            field=models.CharField(choices=[('render', 'Render'), ('training', 'Training')], default='render', max_length=16),
+            model_name="renderjob",
+            name="lane",
+            field=models.CharField(
+                choices=[("render", "Render"), ("training", "Training")],
+                default="render",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='lease_expires_at',
+            model_name="renderjob",
+            name="lease_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='max_attempts',
+            model_name="renderjob",
+            name="max_attempts",
             field=models.PositiveSmallIntegerField(default=3),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='owner_key',
-            field=models.CharField(db_index=True, default='', max_length=48),
+            model_name="renderjob",
+            name="owner_key",
+            field=models.CharField(db_index=True, default="", max_length=48),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='parent',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='refinements', to='rendering.renderjob'),
+            model_name="renderjob",
+            name="parent",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="refinements",
+                to="rendering.renderjob",
+            ),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='priority',
+            model_name="renderjob",
+            name="priority",
             field=models.PositiveSmallIntegerField(default=1),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='template',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='templates_studio.template'),
+            model_name="renderjob",
+            name="template",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="templates_studio.template",
+            ),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='token_sent_at',
+            model_name="renderjob",
+            name="token_sent_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='renderjob',
-            name='worker',
+            model_name="renderjob",
+            name="worker",
             field=models.CharField(blank=True, max_length=128),
         ),
         migrations.AlterField(
-            model_name='renderjob',
-            name='kind',
-            field=models.CharField(choices=[('test_render', 'Operator test render'), ('preview', 'Designer preview'), ('generation', 'Consumer generation'), ('refinement', 'Consumer refinement'), ('training', 'Avatar training')], max_length=16),
+            model_name="renderjob",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("test_render", "Operator test render"),
+                    ("preview", "Designer preview"),
+                    ("generation", "Consumer generation"),
+                    ("refinement", "Consumer refinement"),
+                    ("training", "Avatar training"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AddIndex(
-            model_name='renderjob',
-            index=models.Index(fields=['lane', 'status', 'priority', 'created_at'], name='job_dispatch_order'),
+            model_name="renderjob",
+            index=models.Index(
+                fields=["lane", "status", "priority", "created_at"], name="job_dispatch_order"
+            ),
         ),
         migrations.AddIndex(
-            model_name='renderjob',
-            index=models.Index(fields=['kind', 'status', 'finished_at'], name='job_recent_by_kind'),
+            model_name="renderjob",
+            index=models.Index(fields=["kind", "status", "finished_at"], name="job_recent_by_kind"),
         ),
         migrations.AddConstraint(
-            model_name='renderjob',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('created_by__isnull', False), ('end_user__isnull', True)), models.Q(('created_by__isnull', True), ('end_user__isnull', False)), ('kind', 'training'), _connector='OR'), name='render_job_has_exactly_one_owner'),
+            model_name="renderjob",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("created_by__isnull", False), ("end_user__isnull", True)),
+                    models.Q(("created_by__isnull", True), ("end_user__isnull", False)),
+                    ("kind", "training"),
+                    _connector="OR",
+                ),
+                name="render_job_has_exactly_one_owner",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='renderjob',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('owner_key', 'idempotency_key'), name='unique_idempotency_key_per_owner'),
+            model_name="renderjob",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=("owner_key", "idempotency_key"),
+                name="unique_idempotency_key_per_owner",
+            ),
         ),
         migrations.AddField(
-            model_name='creditentry',
-            name='avatar',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='avatars.avatar'),
+            model_name="creditentry",
+            name="avatar",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="avatars.avatar",
+            ),
         ),
         migrations.AddField(
-            model_name='creditentry',
-            name='end_user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='credit_entries', to='accounts.enduser'),
+            model_name="creditentry",
+            name="end_user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="credit_entries",
+                to="accounts.enduser",
+            ),
         ),
         migrations.AddField(
-            model_name='creditentry',
-            name='job',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='credit_entries', to='rendering.renderjob'),
+            model_name="creditentry",
+            name="job",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="credit_entries",
+                to="rendering.renderjob",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ownerturn',
-            constraint=models.UniqueConstraint(fields=('lane', 'priority', 'owner_key'), name='unique_owner_turn'),
+            model_name="ownerturn",
+            constraint=models.UniqueConstraint(
+                fields=("lane", "priority", "owner_key"), name="unique_owner_turn"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='creditentry',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('end_user', 'idempotency_key'), name='unique_grant_idempotency_key'),
+            model_name="creditentry",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=("end_user", "idempotency_key"),
+                name="unique_grant_idempotency_key",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='creditentry',
-            constraint=models.UniqueConstraint(condition=models.Q(('reason', 'refund')), fields=('job',), name='one_refund_per_job'),
+            model_name="creditentry",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("reason", "refund")), fields=("job",), name="one_refund_per_job"
+            ),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rendering', '0003_creditentry_ownerturn_workerheartbeat_and_more'),
+        ("rendering", "0003_creditentry_ownerturn_workerheartbeat_and_more"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='renderjob',
-            name='batch_group',
+            model_name="renderjob",
+            name="batch_group",
             field=models.CharField(blank=True, db_index=True, max_length=64),
         ),
     ]

@@ -5,16 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('avatars', '0002_remove_avatar_lease_expires_at'),
-        ('rendering', '0005_webhookdelivery'),
+        ("avatars", "0002_remove_avatar_lease_expires_at"),
+        ("rendering", "0005_webhookdelivery"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='renderjob',
-            name='avatar',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='avatars.avatar'),
+            model_name="renderjob",
+            name="avatar",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="jobs",
+                to="avatars.avatar",
+            ),
         ),
     ]

@@ -15,8 +15,13 @@ _EXPECTED_CLIENT_ERROR = re.compile(
 )
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls our fixtures make
@@ -27,8 +32,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 def _chromium_path() -> str:
     path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
     if not path:
-        pytest.fail("Debian's chromium is not installed (make test installs it: apt-get install "
-                    "chromium).", pytrace=False)
+        pytest.fail(
+            "Debian's chromium is not installed (make test installs it: apt-get install chromium).",
+            pytrace=False,
+        )
     return path
 
 
@@ -38,7 +45,10 @@ def browser():
 
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=_chromium_path(), headless=True, args=CHROMIUM_ARGS,
+            profile,
+            executable_path=_chromium_path(),
+            headless=True,
+            args=CHROMIUM_ARGS,
         )
         try:
             yield context

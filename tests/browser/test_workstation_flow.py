@@ -42,12 +42,14 @@ def preview_and_wait(page) -> None:
     # A cell's <img> exists only once its job succeeded; it is lazy-loaded, so an off-screen
     # one may not be "visible" yet: wait for it to be in the page.
     for seed in (1, 2):
-        grid.get_by_role("img", name=f"Ana, seed {seed}").wait_for(state="attached",
-                                                                   timeout=120_000)
+        grid.get_by_role("img", name=f"Ana, seed {seed}").wait_for(
+            state="attached", timeout=120_000
+        )
 
 
-def test_designer_reviewer_round_trip(page, live_server, celery_worker, make_user,
-                                      consumer_key, tiny_models):
+def test_designer_reviewer_round_trip(
+    page, live_server, celery_worker, make_user, consumer_key, tiny_models
+):
     ready_test_avatar(name="Ana")
     designer = make_user("designer", email="dana@example.test")
     reviewer = make_user("reviewer", email="rui@example.test")
@@ -80,7 +82,8 @@ def test_designer_reviewer_round_trip(page, live_server, celery_worker, make_use
     page.get_by_label("Guidance", exact=True).fill("6.5")
     page.get_by_role("button", name="Save revision").click()
     page.get_by_label("Revision", exact=True).locator("option", has_text="2").wait_for(
-        state="attached")
+        state="attached"
+    )
     preview_and_wait(page)
     page.get_by_label("Select revision 1 to compare").check()
     page.get_by_label("Select revision 2 to compare").check()
@@ -115,7 +118,8 @@ def test_designer_reviewer_round_trip(page, live_server, celery_worker, make_use
     page.get_by_label("Guidance", exact=True).fill("5.5")
     page.get_by_role("button", name="Save revision").click()
     page.get_by_label("Revision", exact=True).locator("option", has_text="3").wait_for(
-        state="attached")
+        state="attached"
+    )
     preview_and_wait(page)
     page.get_by_label("Review note").fill("Warmer now")
     page.get_by_role("button", name="Submit for review").click()

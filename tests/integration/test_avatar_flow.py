@@ -21,26 +21,43 @@ def test_consent_upload_train_export_erase(celery_worker, consumer_key, settings
     settings.AVATAR_MIN_PHOTOS = 4
     settings.AVATAR_MIN_USABLE_PHOTOS = 4
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_key('partner')}",
-                       HTTP_X_END_USER="user-7")
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {consumer_key('partner')}", HTTP_X_END_USER="user-7"
+    )
 
-    grant = client.post("/api/v1/credits/grants", {"credit_type": "avatar", "amount": 1},
-                        format="json", HTTP_IDEMPOTENCY_KEY="order-1001")
+    grant = client.post(
+        "/api/v1/credits/grants",
+        {"credit_type": "avatar", "amount": 1},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="order-1001",
+    )
     assert grant.status_code == 201
     current = client.get("/api/v1/consent/current").json()
-    consent = client.post("/api/v1/consents", {
-        "agreement_hash": current["hash"], "items": [i["key"] for i in current["items"]],
-        "age_confirmation": "adult"}, format="json").json()
+    consent = client.post(
+        "/api/v1/consents",
+        {
+            "agreement_hash": current["hash"],
+            "items": [i["key"] for i in current["items"]],
+            "age_confirmation": "adult",
+        },
+        format="json",
+    ).json()
 
     photos = P.same_person_photos(4) + [P.no_face()]
-    response = client.post("/api/v1/avatars", {
-        "consent": consent["id"], "front_photo": SimpleUploadedFile("front.jpg", P.front_photo()),
-        "photos": [SimpleUploadedFile(f"{i}.jpg", d) for i, d in enumerate(photos)],
-    }, format="multipart")
+    response = client.post(
+        "/api/v1/avatars",
+        {
+            "consent": consent["id"],
+            "front_photo": SimpleUploadedFile("front.jpg", P.front_photo()),
+            "photos": [SimpleUploadedFile(f"{i}.jpg", d) for i, d in enumerate(photos)],
+        },
+        format="multipart",
+    )
     assert response.status_code == 202, response.content
     created = response.json()
-    assert created["dropped_photos"] == [{"field": "photos.4", "code": "no_face",
-                                          "reason": created["dropped_photos"][0]["reason"]}]
+    assert created["dropped_photos"] == [
+        {"field": "photos.4", "code": "no_face", "reason": created["dropped_photos"][0]["reason"]}
+    ]
     avatar_id = created["id"]
 
     def finished():

@@ -41,12 +41,17 @@ def _all_done(ids, timeout=240):
 def test_fairness_b_starts_within_two_claims(celery_worker, make_user):
     a, b = make_user("operator"), make_user("operator")
     with celery_worker.paused():  # nothing consumes while the queue fills
-        a_ids = [rendering_services.test_render_create(user=a, spec={**FAST, "seed": i}).pk
-                 for i in range(30)]
+        a_ids = [
+            rendering_services.test_render_create(user=a, spec={**FAST, "seed": i}).pk
+            for i in range(30)
+        ]
         b_id = rendering_services.test_render_create(user=b, spec={**FAST, "seed": 99}).pk
     _all_done(a_ids + [b_id])
-    order = list(RenderJob.objects.filter(pk__in=a_ids + [b_id]).order_by("started_at")
-                 .values_list("pk", flat=True))
+    order = list(
+        RenderJob.objects.filter(pk__in=a_ids + [b_id])
+        .order_by("started_at")
+        .values_list("pk", flat=True)
+    )
     assert order.index(b_id) <= 1, order.index(b_id)
 
 
@@ -55,51 +60,72 @@ def test_two_workers_fifty_jobs_none_run_twice(celery_worker, start_worker, make
     with celery_worker.paused():
         workers = [start_worker("pool-a"), start_worker("pool-b")]
         with transaction.atomic():  # all 50 tokens go out at commit, to both workers at once
-            ids = [rendering_services.test_render_create(user=users[i % 5],
-                                                         spec={**FAST, "seed": i}).pk
-                   for i in range(50)]
+            ids = [
+                rendering_services.test_render_create(
+                    user=users[i % 5], spec={**FAST, "seed": i}
+                ).pk
+                for i in range(50)
+            ]
         states = _all_done(ids)
     assert set(states.values()) == {"succeeded"}
     jobs = RenderJob.objects.filter(pk__in=ids)
     assert all(job.attempts == 1 and job.outputs.count() == 1 for job in jobs)
-    claims = Counter(line.split("job ")[1].split(" ")[0]
-                     for worker in workers for line in worker.log().splitlines()
-                     if " claimed by " in line)
+    claims = Counter(
+        line.split("job ")[1].split(" ")[0]
+        for worker in workers
+        for line in worker.log().splitlines()
+        if " claimed by " in line
+    )
     assert set(claims) == {str(i) for i in ids} and set(claims.values()) == {1}
     assert {job.worker.split("@")[0] for job in jobs} == {"pool-a", "pool-b"}
 
 
-def test_sigkill_mid_job_completes_once_and_charges_once(celery_worker, start_worker,
-                                                         make_user, consumer_key, settings):
+def test_sigkill_mid_job_completes_once_and_charges_once(
+    celery_worker, start_worker, make_user, consumer_key, settings
+):
     from rest_framework.test import APIClient
 
     from workstation.accounts.models import EndUser
 
     settings.AVATAR_GENERATION_ALLOWANCE = 0  # the generation costs one credit
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_key('shop')}",
-                       HTTP_X_END_USER="victim")
-    client.post("/api/v1/credits/grants", {"credit_type": "generation", "amount": 1},
-                format="json", HTTP_IDEMPOTENCY_KEY="g")
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {consumer_key('shop')}", HTTP_X_END_USER="victim"
+    )
+    client.post(
+        "/api/v1/credits/grants",
+        {"credit_type": "generation", "amount": 1},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="g",
+    )
     end_user = EndUser.objects.get(external_ref="victim")
     avatar = ready_consumer_avatar(end_user=end_user)
-    template = published_template(owner=make_user("designer"), steps=24,
-                                  size={"width": 128, "height": 128})
+    template = published_template(
+        owner=make_user("designer"), steps=24, size={"width": 128, "height": 128}
+    )
     with celery_worker.paused():
         doomed = start_worker("doomed", JOB_LEASE_S="2")
-        job_id = client.post("/api/v1/generations", {"template": str(template.pk),
-                                                     "avatar": str(avatar.pk)},
-                             format="json").json()["id"]
+        job_id = client.post(
+            "/api/v1/generations",
+            {"template": str(template.pk), "avatar": str(avatar.pk)},
+            format="json",
+        ).json()["id"]
 
         def running_on_doomed():
             job = RenderJob.objects.get(pk=job_id)
-            return job.status == JobStatus.RUNNING and job.progress_step > 0 and \
-                job.worker == doomed.hostname
+            return (
+                job.status == JobStatus.RUNNING
+                and job.progress_step > 0
+                and job.worker == doomed.hostname
+            )
 
         wait_for(running_on_doomed, timeout=120, what="the job to start on the doomed worker")
         doomed.kill()
-        wait_for(lambda: RenderJob.objects.get(pk=job_id).lease_expires_at < timezone.now(),
-                 timeout=30, what="the dead worker's lease to expire")
+        wait_for(
+            lambda: RenderJob.objects.get(pk=job_id).lease_expires_at < timezone.now(),
+            timeout=30,
+            what="the dead worker's lease to expire",
+        )
         assert dispatch.sweep()["requeued"] == 1
         start_worker("rescuer")
         _all_done([job_id])
@@ -111,11 +137,13 @@ def test_sigkill_mid_job_completes_once_and_charges_once(celery_worker, start_wo
     assert client.get("/api/v1/credits").json()["balances"]["generation"] == 0
 
 
-def test_broker_flushed_with_jobs_queued_every_job_completes(celery_worker, make_user,
-                                                            settings):
+def test_broker_flushed_with_jobs_queued_every_job_completes(celery_worker, make_user, settings):
     user = make_user("operator")
     with celery_worker.paused():
-        ids = [rendering_services.test_render_create(user=user, spec={**FAST, "seed": i}).pk for i in range(6)]
+        ids = [
+            rendering_services.test_render_create(user=user, spec={**FAST, "seed": i}).pk
+            for i in range(6)
+        ]
         if settings.CELERY_BROKER_URL.startswith("redis"):
             import redis
 
@@ -201,19 +229,34 @@ def test_database_briefly_unreachable_is_503_then_recovers(worker_env, consumer_
         pytest.skip("needs a networked database (CI runs this on PostgreSQL)")
     key = consumer_key("shop")
     proxy = TcpProxy((db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)))
-    url_db = worker_env["DATABASE_URL"].replace(f":{db.get('PORT') or 5432}/",
-                                                f":{proxy.port}/")
+    url_db = worker_env["DATABASE_URL"].replace(f":{db.get('PORT') or 5432}/", f":{proxy.port}/")
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
     env = {**worker_env, "DATABASE_URL": url_db, "DB_CONNECT_TIMEOUT": "2"}
     log = (tmp_path / "web.log").open("wb")
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "workstation.wsgi", "-b",
-                            f"127.0.0.1:{port}", "--workers", "1", "--threads", "2"],
-                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "workstation.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}/api/v1/credits"
     try:
+
         def up():
             try:
                 return _get(base, key)[0] == 200

@@ -25,16 +25,21 @@ def test_test_render_runs_in_a_real_worker(celery_worker, signed_in, make_user):
     client = signed_in(first)
     ids = []
     for seed in (5, 5):
-        response = client.post("/api/v1/ops/test-render",
-                               {"prompt": "studio portrait", "seed": seed, "steps": 3},
-                               format="json")
+        response = client.post(
+            "/api/v1/ops/test-render",
+            {"prompt": "studio portrait", "seed": seed, "steps": 3},
+            format="json",
+        )
         assert response.status_code == 202, response.content
         ids.append(response.json()["id"])
 
     for job_id in ids:
         job = wait_for(_finished(job_id), timeout=120, what=f"job {job_id}")
-        assert job.status == "succeeded", (job.error_code, job.error_message,
-                                           celery_worker.log()[-3000:])
+        assert job.status == "succeeded", (
+            job.error_code,
+            job.error_message,
+            celery_worker.log()[-3000:],
+        )
 
     details = [client.get(f"/api/v1/ops/test-render/{job_id}").json() for job_id in ids]
     pngs = []

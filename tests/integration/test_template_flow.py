@@ -11,8 +11,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def _preview_done(client, template_id, number):
-    response = client.post(f"/api/studio/templates/{template_id}/revisions/{number}/previews",
-                           {}, format="json")
+    response = client.post(
+        f"/api/studio/templates/{template_id}/revisions/{number}/previews", {}, format="json"
+    )
     assert response.status_code == 202, response.content
     preview_id = response.json()["id"]
 
@@ -25,44 +26,61 @@ def _preview_done(client, template_id, number):
     return wait_for(complete, timeout=180, interval=0.5, what="preview grid")
 
 
-def test_author_preview_review_publish(celery_worker, signed_in, make_user, consumer_key,
-                                       tiny_models):
+def test_author_preview_review_publish(
+    celery_worker, signed_in, make_user, consumer_key, tiny_models
+):
     ready_test_avatar(name="Ana")
     ready_test_avatar(name="Bo", gender="male")
     designer, reviewer = make_user("designer"), make_user("reviewer")
     client, desk = signed_in(designer), signed_in(reviewer)
 
     pose, light = make_assets(client)  # pose from keypoints, a lighting map
-    template_id = create_template(client, controls=[
-        {"kind": "pose", "asset": pose}, {"kind": "lighting", "asset": light,
-                                          "conditioning_scale": 0.5}])
+    template_id = create_template(
+        client,
+        controls=[
+            {"kind": "pose", "asset": pose},
+            {"kind": "lighting", "asset": light, "conditioning_scale": 0.5},
+        ],
+    )
     grid = _preview_done(client, template_id, 1)
     assert grid["progress"] == {"done": 4, "total": 4}
-    assert all(cell["likeness"] is None or 0 <= cell["likeness"] <= 1
-               for row in grid["rows"] for cell in row)
+    assert all(
+        cell["likeness"] is None or 0 <= cell["likeness"] <= 1
+        for row in grid["rows"]
+        for cell in row
+    )
 
-    revision_2 = client.post(f"/api/studio/templates/{template_id}/revisions",
-                             {"spec": spec(guidance=6.5, controls=[{"kind": "pose", "asset": pose}])},
-                             format="json")
+    revision_2 = client.post(
+        f"/api/studio/templates/{template_id}/revisions",
+        {"spec": spec(guidance=6.5, controls=[{"kind": "pose", "asset": pose}])},
+        format="json",
+    )
     assert revision_2.status_code == 201
     _preview_done(client, template_id, 2)
     compare = client.get(f"/api/studio/templates/{template_id}/compare?a=1&b=2").json()
     assert {c["field"] for c in compare["diff"]} >= {"guidance"}
     assert compare["grids"]["a"]["complete"] and compare["grids"]["b"]["complete"]
 
-    review = client.post(f"/api/studio/templates/{template_id}/revisions/2/submit",
-                         {"note": "v2"}, format="json").json()
+    review = client.post(
+        f"/api/studio/templates/{template_id}/revisions/2/submit", {"note": "v2"}, format="json"
+    ).json()
     outsider = signed_in(make_user("designer"))
     assert outsider.get(f"/api/studio/templates/{template_id}").status_code == 404
 
-    desk.post(f"/api/studio/reviews/{review['id']}/request-changes",
-              {"comment": "Less contrast"}, format="json")
-    client.post(f"/api/studio/templates/{template_id}/revisions",
-                {"spec": spec(guidance=5.5, controls=[{"kind": "pose", "asset": pose}])},
-                format="json")
+    desk.post(
+        f"/api/studio/reviews/{review['id']}/request-changes",
+        {"comment": "Less contrast"},
+        format="json",
+    )
+    client.post(
+        f"/api/studio/templates/{template_id}/revisions",
+        {"spec": spec(guidance=5.5, controls=[{"kind": "pose", "asset": pose}])},
+        format="json",
+    )
     _preview_done(client, template_id, 3)
-    again = client.post(f"/api/studio/templates/{template_id}/revisions/3/submit",
-                        {"note": "v3"}, format="json")
+    again = client.post(
+        f"/api/studio/templates/{template_id}/revisions/3/submit", {"note": "v3"}, format="json"
+    )
     assert again.status_code == 201, again.content
     approved = desk.post(f"/api/studio/reviews/{again.json()['id']}/approve", {}, format="json")
     assert approved.json()["status"] == "published"

@@ -54,14 +54,16 @@ class LoginView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [LoginRateThrottle]
 
-    @extend_schema(summary="Sign in (session)", request=LoginSerializer,
-                   responses={200: UserSerializer})
+    @extend_schema(
+        summary="Sign in (session)", request=LoginSerializer, responses={200: UserSerializer}
+    )
     def post(self, request):
         _enforce_csrf(request)
         data = LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(
-            request, email=data.validated_data["email"].lower(),
+            request,
+            email=data.validated_data["email"].lower(),
             password=data.validated_data["password"],
         )
         if user is None:
@@ -95,8 +97,9 @@ class PasswordChangeSerializer(serializers.Serializer):
 class PasswordChangeView(APIView):
     permission_classes = [IsStudioUser]
 
-    @extend_schema(summary="Change your password", request=PasswordChangeSerializer,
-                   responses={204: None})
+    @extend_schema(
+        summary="Change your password", request=PasswordChangeSerializer, responses={204: None}
+    )
     def post(self, request):
         data = PasswordChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -128,22 +131,27 @@ class InvitationView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [LoginRateThrottle]
 
-    @extend_schema(summary="Look up an invitation by its token",
-                   responses={200: InvitationSerializer})
+    @extend_schema(
+        summary="Look up an invitation by its token", responses={200: InvitationSerializer}
+    )
     def get(self, request, token: str):
         invitation = selectors.invitation_for_token(token=token)
         if invitation is None:
             raise InvalidInput({"token": ["This invitation is invalid, expired or already used."]})
         return Response(InvitationSerializer(invitation).data)
 
-    @extend_schema(summary="Accept an invitation: set a password and sign in",
-                   request=InvitationAcceptSerializer, responses={201: UserSerializer})
+    @extend_schema(
+        summary="Accept an invitation: set a password and sign in",
+        request=InvitationAcceptSerializer,
+        responses={201: UserSerializer},
+    )
     def post(self, request, token: str):
         _enforce_csrf(request)
         data = InvitationAcceptSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.invitation_accept(
-            token=token, password=data.validated_data["password"],
+            token=token,
+            password=data.validated_data["password"],
             display_name=data.validated_data.get("display_name", ""),
         )
         login(request._request, user, backend="django.contrib.auth.backends.ModelBackend")

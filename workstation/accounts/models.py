@@ -126,7 +126,9 @@ class EndUser(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["client", "external_ref"], name="unique_end_user_per_client"),
+            models.UniqueConstraint(
+                fields=["client", "external_ref"], name="unique_end_user_per_client"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -29,8 +29,13 @@ class InvalidInput(exceptions.ValidationError):
     stable `code`), returned as `error.details`.
     """
 
-    def __init__(self, fields: dict[str, list[str]] | str, *, message: str | None = None,
-                 details: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        fields: dict[str, list[str]] | str,
+        *,
+        message: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ):
         super().__init__(fields)
         self.message = message
         self.details = details
@@ -82,8 +87,12 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def error_body(
-    *, status_code: int, message: str, code: str | None = None,
-    fields: dict[str, list[str]] | None = None, request: HttpRequest | None = None,
+    *,
+    status_code: int,
+    message: str,
+    code: str | None = None,
+    fields: dict[str, list[str]] | None = None,
+    request: HttpRequest | None = None,
     details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     error: dict[str, Any] = {
@@ -144,8 +153,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         code = _CODES.get(response.status_code) or getattr(exc, "default_code", None)
     response.data = error_body(
-        status_code=response.status_code, message=message, code=code, fields=fields,
-        request=request, details=getattr(exc, "details", None),
+        status_code=response.status_code,
+        message=message,
+        code=code,
+        fields=fields,
+        request=request,
+        details=getattr(exc, "details", None),
     )
     return response
 

@@ -12,7 +12,7 @@ class ApiClientScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "Consumer API client key. Consumer endpoints also need the "
-                           "X-End-User header naming the end user the call acts for.",
+            "X-End-User header naming the end user the call acts for.",
         }
 
 
@@ -21,6 +21,10 @@ class StudioSessionScheme(OpenApiAuthenticationExtension):
     name = "studioSession"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid",
-                "description": "Studio session (POST /api/v1/auth/login); unsafe methods "
-                               "need the X-CSRFToken header."}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "Studio session (POST /api/v1/auth/login); unsafe methods "
+            "need the X-CSRFToken header.",
+        }

@@ -11,13 +11,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--new-key", metavar="ID",
-                            help="only print a fresh 'ID:base64key' entry to put first")
+        parser.add_argument(
+            "--new-key", metavar="ID", help="only print a fresh 'ID:base64key' entry to put first"
+        )
 
     def handle(self, *args, new_key: str | None, **options):
         if new_key:
             self.stdout.write(new_master_key_entry(new_key))
             return
         changed = master_keys_rotate()
-        self.stdout.write(f"Re-wrapped {changed} data keys with master key "
-                          f"{master_keys().current_id!r}.")
+        self.stdout.write(
+            f"Re-wrapped {changed} data keys with master key {master_keys().current_id!r}."
+        )

@@ -39,20 +39,26 @@ class Command(BaseCommand):
     def handle(self, *args, jobs: int, owners: int, requests: int, claims: int, **options):
         issued = api_client_create(name=f"bench-{time.time_ns()}")
         end_users = EndUser.objects.bulk_create(
-            [EndUser(client=issued.client, external_ref=f"bench-{i}") for i in range(owners)])
+            [EndUser(client=issued.client, external_ref=f"bench-{i}") for i in range(owners)]
+        )
         now = timezone.now()
         rows = []
         for i in range(jobs):
-            job = dispatch.prepare_job(RenderJob(
-                kind=JobKind.GENERATION, end_user=end_users[i % owners],
-                spec={"prompt": "x", "seed": i}))
+            job = dispatch.prepare_job(
+                RenderJob(
+                    kind=JobKind.GENERATION,
+                    end_user=end_users[i % owners],
+                    spec={"prompt": "x", "seed": i},
+                )
+            )
             job.owner_key = f"eu:{end_users[i % owners].pk}"
             job.created_at = now
             job.token_sent_at = now
             rows.append(job)
         RenderJob.objects.bulk_create(rows, batch_size=500)
         WorkerHeartbeat.objects.update_or_create(
-            name="bench-worker", defaults={"lanes": "render", "last_seen": timezone.now()})
+            name="bench-worker", defaults={"lanes": "render", "last_seen": timezone.now()}
+        )
         try:
             self._measure(issued, end_users, rows, requests, claims)
         finally:
@@ -70,8 +76,11 @@ class Command(BaseCommand):
         for job in sample:
             ref = next(u.external_ref for u in end_users if u.pk == job.end_user_id)
             started = time.perf_counter()
-            response = client.get(f"/api/v1/generations/{job.pk}",
-                                  HTTP_AUTHORIZATION=f"Bearer {issued.key}", HTTP_X_END_USER=ref)
+            response = client.get(
+                f"/api/v1/generations/{job.pk}",
+                HTTP_AUTHORIZATION=f"Bearer {issued.key}",
+                HTTP_X_END_USER=ref,
+            )
             timings.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, response.content
             assert response.json()["queue"] is not None
@@ -88,4 +97,5 @@ class Command(BaseCommand):
             f"claim (SELECT ... FOR UPDATE SKIP LOCKED, fair policy) -> running "
             f"({len(claim_times)} claims): p50 {statistics.median(claim_times):.1f} ms, "
             f"p95 {_percentile(claim_times, 0.95):.1f} ms, "
-            f"mean {statistics.fmean(claim_times):.1f} ms")
+            f"mean {statistics.fmean(claim_times):.1f} ms"
+        )

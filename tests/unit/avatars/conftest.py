@@ -20,8 +20,9 @@ def consumer(api, consumer_key):
 
     def make(end_user: str, key: str | None = None, credits: bool = True) -> APIClient:
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key or default_key}",
-                           HTTP_X_END_USER=end_user)
+        client.credentials(
+            HTTP_AUTHORIZATION=f"Bearer {key or default_key}", HTTP_X_END_USER=end_user
+        )
         if credits:
             grant_credits(client)
         return client
@@ -31,9 +32,12 @@ def consumer(api, consumer_key):
 
 def grant_credits(client, avatar: int = 5, generation: int = 10) -> None:
     for credit_type, amount in (("avatar", avatar), ("generation", generation)):
-        response = client.post("/api/v1/credits/grants",
-                               {"credit_type": credit_type, "amount": amount},
-                               format="json", HTTP_IDEMPOTENCY_KEY=f"setup-{credit_type}")
+        response = client.post(
+            "/api/v1/credits/grants",
+            {"credit_type": credit_type, "amount": amount},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"setup-{credit_type}",
+        )
         assert response.status_code in (200, 201), response.content
 
 
@@ -48,21 +52,39 @@ def train(avatar_id: str) -> None:
 
 def give_consent(client) -> str:
     current = client.get("/api/v1/consent/current").json()
-    response = client.post("/api/v1/consents", {
-        "agreement_hash": current["hash"], "items": [i["key"] for i in current["items"]],
-        "age_confirmation": "adult",
-    }, format="json")
+    response = client.post(
+        "/api/v1/consents",
+        {
+            "agreement_hash": current["hash"],
+            "items": [i["key"] for i in current["items"]],
+            "age_confirmation": "adult",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     return response.json()["id"]
 
 
-def upload(client, consent_id: str, photos: list[bytes], front: bytes | None = None,
-           names: list[str] | None = None):
-    files = [SimpleUploadedFile(name, data, content_type="application/octet-stream")
-             for name, data in zip(names or [f"p{i}.jpg" for i in range(len(photos))], photos,
-                                   strict=True)]
-    return client.post("/api/v1/avatars", {
-        "consent": consent_id, "name": "Me",
-        "front_photo": SimpleUploadedFile("front.jpg", front or P.front_photo()),
-        "photos": files,
-    }, format="multipart")
+def upload(
+    client,
+    consent_id: str,
+    photos: list[bytes],
+    front: bytes | None = None,
+    names: list[str] | None = None,
+):
+    files = [
+        SimpleUploadedFile(name, data, content_type="application/octet-stream")
+        for name, data in zip(
+            names or [f"p{i}.jpg" for i in range(len(photos))], photos, strict=True
+        )
+    ]
+    return client.post(
+        "/api/v1/avatars",
+        {
+            "consent": consent_id,
+            "name": "Me",
+            "front_photo": SimpleUploadedFile("front.jpg", front or P.front_photo()),
+            "photos": files,
+        },
+        format="multipart",
+    )

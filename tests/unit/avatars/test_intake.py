@@ -32,24 +32,32 @@ def test_consent_record_keeps_text_hash_and_owner(consumer):
     assert record.agreement_hash == client.get("/api/v1/consent/current").json()["hash"]
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"agreement_hash": "0" * 64}, "agreement_hash"),
-    ({"items": ["face_processing"]}, "items"),
-    ({"age_confirmation": "child"}, "age_confirmation"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"agreement_hash": "0" * 64}, "agreement_hash"),
+        ({"items": ["face_processing"]}, "items"),
+        ({"age_confirmation": "child"}, "age_confirmation"),
+    ],
+)
 def test_consent_must_match_current_agreement_every_item_and_age(consumer, change, field):
     client = consumer("alice")
     current = client.get("/api/v1/consent/current").json()
-    body = {"agreement_hash": current["hash"], "items": [i["key"] for i in current["items"]],
-            "age_confirmation": "adult", **change}
+    body = {
+        "agreement_hash": current["hash"],
+        "items": [i["key"] for i in current["items"]],
+        "age_confirmation": "adult",
+        **change,
+    }
     response = client.post("/api/v1/consents", body, format="json")
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
 
 
 def test_no_consent_no_upload(consumer):
-    response = upload(consumer("alice"), "00000000-0000-0000-0000-000000000000",
-                      P.same_person_photos(3))
+    response = upload(
+        consumer("alice"), "00000000-0000-0000-0000-000000000000", P.same_person_photos(3)
+    )
     assert response.status_code == 400
     assert "consent" in response.json()["error"]["fields"]
     assert list_objects("avatars") == []
@@ -82,7 +90,8 @@ def test_bad_photo_gets_400_with_reason_and_nothing_is_stored(consumer, kind):
     assert response.status_code == 400, response.content
     error = response.json()["error"]
     assert {"field": "photos.2", "code": code} in [
-        {k: d[k] for k in ("field", "code")} for d in error["details"]]
+        {k: d[k] for k in ("field", "code")} for d in error["details"]
+    ]
     assert error["fields"]["photos.2"][0]
     assert "Nothing was stored" in error["message"]
     assert Avatar.objects.count() == 0
@@ -94,8 +103,10 @@ def test_front_photo_without_face_is_rejected(consumer):
     response = upload(client, give_consent(client), P.same_person_photos(3), front=P.no_face())
     assert response.status_code == 400
     assert response.json()["error"]["details"][0] == {
-        "field": "front_photo", "code": "no_face",
-        "reason": response.json()["error"]["details"][0]["reason"]}
+        "field": "front_photo",
+        "code": "no_face",
+        "reason": response.json()["error"]["details"][0]["reason"],
+    }
     assert list_objects("avatars") == []
 
 
@@ -136,8 +147,9 @@ def test_gps_exif_photo_is_accepted_and_stored_bytes_hold_no_metadata(consumer):
         with default_storage.open(photo.storage_name, "rb") as handle:
             sealed = handle.read()
         assert b"SecretPhoneMaker" not in sealed
-        plain = crypto.decrypt_blob(sealed, data_key=data_key, owner_id=str(avatar.id),
-                                    purpose=f"photo:{photo.index}")
+        plain = crypto.decrypt_blob(
+            sealed, data_key=data_key, owner_id=str(avatar.id), purpose=f"photo:{photo.index}"
+        )
         image = Image.open(io.BytesIO(plain))
         assert image.format == "PNG" and image.size == (512, 512)
         assert not image.getexif() and "exif" not in image.info
@@ -162,12 +174,16 @@ def test_photos_uploaded_is_audited_without_data(consumer):
     assert event.end_user.external_ref == "alice"
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"consent": "not-a-uuid"},
-    {"photos": "just a string"},
-    {"front_photo": "not a file", "photos": ["x"]},
-], ids=["empty", "bad-consent", "photos-not-files", "front-not-file"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"consent": "not-a-uuid"},
+        {"photos": "just a string"},
+        {"front_photo": "not a file", "photos": ["x"]},
+    ],
+    ids=["empty", "bad-consent", "photos-not-files", "front-not-file"],
+)
 def test_malformed_upload_requests_are_400_never_500(consumer, body):
     client = consumer("alice")
     consent_id = give_consent(client)

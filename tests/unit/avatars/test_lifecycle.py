@@ -79,7 +79,8 @@ def test_dead_workers_lease_expires_and_the_job_runs_again(make_avatar, tiny_mod
     assert dispatch.sweep()["requeued"] == 0  # a live lease is left alone
 
     type(job).objects.filter(pk=job.pk).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1))
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     assert dispatch.sweep()["requeued"] == 1
     train(avatar_id)
     job.refresh_from_db()
@@ -100,8 +101,7 @@ def test_training_failure_deletes_photos_and_records_reason(make_avatar, tiny_mo
     assert balance(end_user=avatar.end_user, credit_type="avatar") == 5  # refunded
 
 
-def test_scoping_second_client_and_second_end_user_get_404(make_avatar, consumer,
-                                                           consumer_key):
+def test_scoping_second_client_and_second_end_user_get_404(make_avatar, consumer, consumer_key):
     avatar_id = make_avatar("alice")
     other_client_key = consumer_key("partner-b")
     intruders = [consumer("bob"), consumer("alice", other_client_key)]
@@ -121,9 +121,13 @@ def test_studio_users_cannot_reach_consumer_data(make_avatar, signed_in, make_us
     avatar_id = make_avatar()
     for role in ("designer", "reviewer", "operator"):
         client = signed_in(make_user(role))
-        for method, path in [("get", "/api/v1/avatars"), ("get", f"/api/v1/avatars/{avatar_id}"),
-                             ("delete", f"/api/v1/avatars/{avatar_id}"),
-                             ("get", "/api/v1/me/export"), ("post", "/api/v1/me/erase")]:
+        for method, path in [
+            ("get", "/api/v1/avatars"),
+            ("get", f"/api/v1/avatars/{avatar_id}"),
+            ("delete", f"/api/v1/avatars/{avatar_id}"),
+            ("get", "/api/v1/me/export"),
+            ("post", "/api/v1/me/erase"),
+        ]:
             assert getattr(client, method)(path).status_code in (403, 404), (role, path)
     assert Avatar.objects.filter(pk=avatar_id).exists()
 
@@ -142,8 +146,9 @@ def test_export_holds_metadata_consents_and_generated_images(make_avatar, consum
     end_user = EndUser.objects.get(external_ref="alice")
     job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={})
     name = default_storage.save(f"renders/{job.id}/0.png", io.BytesIO(P.png(P.astronaut())))
-    RenderOutput.objects.create(job=job, index=0, storage_name=name, width=1, height=1, seed=1,
-                                sha256="x")
+    RenderOutput.objects.create(
+        job=job, index=0, storage_name=name, width=1, height=1, seed=1, sha256="x"
+    )
 
     response = consumer("alice").get("/api/v1/me/export")
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
@@ -170,11 +175,13 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     assert OwnerTurn.objects.filter(owner_key=alice_turn).exists()
     queued_id = make_avatar()  # photos still stored
     end_user = EndUser.objects.get(external_ref="alice")
-    job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1},
-                                   avatar_id=ready_id)  # deleting the avatar must not orphan it
+    job = RenderJob.objects.create(
+        kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1}, avatar_id=ready_id
+    )  # deleting the avatar must not orphan it
     name = default_storage.save(f"renders/{job.id}/0.png", io.BytesIO(b"\x89PNG fake"))
-    RenderOutput.objects.create(job=job, index=0, storage_name=name, width=1, height=1, seed=1,
-                                sha256="x")
+    RenderOutput.objects.create(
+        job=job, index=0, storage_name=name, width=1, height=1, seed=1, sha256="x"
+    )
     bystander = make_avatar("bob")  # another end user's data stays
 
     copy = tmp_path / "storage-copy"
@@ -186,8 +193,13 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     assert response.status_code == 200, response.content
     receipt = response.json()
     # render_jobs: the two avatars' training jobs and the generation.
-    assert receipt["counts"] == {"avatars": 2, "photos": 3, "generated_images": 1,
-                                 "render_jobs": 3, "consents": 2}
+    assert receipt["counts"] == {
+        "avatars": 2,
+        "photos": 3,
+        "generated_images": 1,
+        "render_jobs": 3,
+        "consents": 2,
+    }
     assert all(c["withdrawn_at"] for c in receipt["consents"])
 
     assert not EndUser.objects.filter(external_ref="alice").exists()
@@ -202,8 +214,10 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     assert leftovers == []
 
     # The copied ciphertexts cannot be opened with anything the system still holds.
-    remaining_keys = [(str(a.id), bytes(a.wrapped_data_key))
-                      for a in Avatar.objects.exclude(wrapped_data_key=None)]
+    remaining_keys = [
+        (str(a.id), bytes(a.wrapped_data_key))
+        for a in Avatar.objects.exclude(wrapped_data_key=None)
+    ]
     for blob_path in copied_blobs:
         blob = blob_path.read_bytes()
         for owner, wrapped in remaining_keys:
@@ -260,16 +274,20 @@ def test_master_key_rotation_rewraps_data_keys(make_avatar, settings, tiny_model
     assert (services.avatar_reference_embedding(avatar=avatar) == before).all()
 
 
-def test_operator_test_avatars_are_separate_from_consumers(signed_in, operator, designer,
-                                                           consumer):
+def test_operator_test_avatars_are_separate_from_consumers(signed_in, operator, designer, consumer):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     client = signed_in(operator)
-    body = {"name": "Panel A", "gender": "female", "age_band": "30-44",
-            "rights_declaration": "Photos of a consenting model; release on file.",
-            "front_photo": SimpleUploadedFile("f.jpg", P.front_photo()),
-            "photos": [SimpleUploadedFile(f"{i}.jpg", d)
-                       for i, d in enumerate(P.same_person_photos(3))]}
+    body = {
+        "name": "Panel A",
+        "gender": "female",
+        "age_band": "30-44",
+        "rights_declaration": "Photos of a consenting model; release on file.",
+        "front_photo": SimpleUploadedFile("f.jpg", P.front_photo()),
+        "photos": [
+            SimpleUploadedFile(f"{i}.jpg", d) for i, d in enumerate(P.same_person_photos(3))
+        ],
+    }
     response = client.post("/api/v1/ops/test-avatars", body, format="multipart")
     assert response.status_code == 202, response.content
     test_id = response.json()["id"]
@@ -280,5 +298,4 @@ def test_operator_test_avatars_are_separate_from_consumers(signed_in, operator, 
 
     missing = dict(body, rights_declaration="")
     missing["front_photo"] = SimpleUploadedFile("f.jpg", P.front_photo())
-    assert client.post("/api/v1/ops/test-avatars", missing,
-                       format="multipart").status_code == 400
+    assert client.post("/api/v1/ops/test-avatars", missing, format="multipart").status_code == 400

@@ -28,10 +28,21 @@ def _tiny_safety_checker(directory, *, threshold: float):
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-                     "num_hidden_layers": 2, "vocab_size": 100},
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-                       "num_hidden_layers": 2, "image_size": 32, "patch_size": 4},
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "vocab_size": 100,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "image_size": 32,
+            "patch_size": 4,
+        },
         projection_dim=32,
     )
     model = StableDiffusionSafetyChecker(config).eval()
@@ -39,14 +50,16 @@ def _tiny_safety_checker(directory, *, threshold: float):
         model.concept_embeds_weights.fill_(threshold)
         model.special_care_embeds_weights.fill_(threshold)
     model.save_pretrained(directory)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-                       ).save_pretrained(directory)
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(directory)
     return directory
 
 
 @pytest.mark.parametrize("threshold, flagged", [(-10.0, True), (10.0, False)])
-def test_configured_diffusers_checker_loads_from_disk_and_screens(settings, tmp_path,
-                                                                  threshold, flagged):
+def test_configured_diffusers_checker_loads_from_disk_and_screens(
+    settings, tmp_path, threshold, flagged
+):
     path = _tiny_safety_checker(tmp_path / "checker", threshold=threshold)
     settings.CONTENT_SAFETY_CHECKER = f"diffusers:{path}"
     checker = safety.get_checker()
@@ -67,7 +80,9 @@ def test_flagged_uploads_are_refused_with_a_reason(settings, tmp_path, consumer)
     from ...storage_utils import list_objects
     from .conftest import give_consent, upload
 
-    settings.CONTENT_SAFETY_CHECKER = f"diffusers:{_tiny_safety_checker(tmp_path / 'c', threshold=-10.0)}"
+    settings.CONTENT_SAFETY_CHECKER = (
+        f"diffusers:{_tiny_safety_checker(tmp_path / 'c', threshold=-10.0)}"
+    )
     client = consumer("alice")
     response = upload(client, give_consent(client), P.same_person_photos(3))
     assert response.status_code == 400

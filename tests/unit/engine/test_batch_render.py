@@ -78,11 +78,19 @@ def floats(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
 
 def _mixed_specs() -> list[RenderSpec]:
     return [
-        RenderSpec(prompt="{subject}, business portrait", seed=11, avatar={"id": "A"},
-                   negative_prompt="blurry"),
+        RenderSpec(
+            prompt="{subject}, business portrait",
+            seed=11,
+            avatar={"id": "A"},
+            negative_prompt="blurry",
+        ),
         RenderSpec(prompt="a studio photo of a person", seed=12, negative_prompt="dark"),
-        RenderSpec(prompt="{subject}, smiling", seed=13, avatar={"id": "B", "weight": 0.8},
-                   negative_prompt="low quality"),
+        RenderSpec(
+            prompt="{subject}, smiling",
+            seed=13,
+            avatar={"id": "B", "weight": 0.8},
+            negative_prompt="low quality",
+        ),
     ]
 
 
@@ -162,8 +170,12 @@ def test_unbatchable_specs_have_no_key(fields):
 
 
 def test_group_by_key():
-    specs = [RenderSpec(prompt="a", seed=1), RenderSpec(prompt="b", seed=2, steps=2),
-             RenderSpec(prompt="c", seed=3), RenderSpec(prompt="d", seed=4, num_images=2)]
+    specs = [
+        RenderSpec(prompt="a", seed=1),
+        RenderSpec(prompt="b", seed=2, steps=2),
+        RenderSpec(prompt="c", seed=3),
+        RenderSpec(prompt="d", seed=4, num_images=2),
+    ]
     groups = group_by_key(specs)
     assert sorted(groups.values()) == [[0, 2], [1], [3]]
     assert groups[None] == [3]
@@ -211,8 +223,10 @@ def test_batch_on_a_fresh_engine_then_single_renders(
     fresh = Engine(tiny_registry, device="cpu")
     plain = fresh.render(RenderSpec(prompt="a", seed=5))[0].png_bytes
     source = lambda avatar_id: avatars[avatar_id]  # noqa: E731
-    specs = [RenderSpec(prompt="{subject}", seed=s, avatar={"id": a}) for s, a in
-             ((1, "A"), (2, "B"), (3, "C"), (4, "D"))]
+    specs = [
+        RenderSpec(prompt="{subject}", seed=s, avatar={"id": a})
+        for s, a in ((1, "A"), (2, "B"), (3, "C"), (4, "D"))
+    ]
     batch = fresh.render_batch(specs, avatar_source=source)
     batch_floats = floats[-1]
     singles, single_floats = _singles(fresh, specs, floats, avatar_source=source)
@@ -221,8 +235,10 @@ def test_batch_on_a_fresh_engine_then_single_renders(
 
 
 def test_same_avatar_at_two_weights_and_avatar_only_batch(engine: Engine, floats):
-    specs = [RenderSpec(prompt="{subject}", seed=s, avatar={"id": "A", "weight": w})
-             for s, w in ((1, 1.0), (2, 0.3), (3, 1.0))]
+    specs = [
+        RenderSpec(prompt="{subject}", seed=s, avatar={"id": "A", "weight": w})
+        for s, w in ((1, 1.0), (2, 0.3), (3, 1.0))
+    ]
     batch = engine.render_batch(specs)
     batch_floats = floats[-1]
     singles, single_floats = _singles(engine, specs, floats)
@@ -231,10 +247,17 @@ def test_same_avatar_at_two_weights_and_avatar_only_batch(engine: Engine, floats
 
 def test_controlnet_batch_uses_each_samples_control_image(engine: Engine, floats):
     specs = [
-        RenderSpec(prompt="{subject}", seed=1, avatar={"id": "A"},
-                   controls=[{"kind": "pose", "image": _pose(8), "conditioning_scale": 0.8}]),
-        RenderSpec(prompt="a person", seed=1,
-                   controls=[{"kind": "pose", "image": _pose(40), "conditioning_scale": 0.8}]),
+        RenderSpec(
+            prompt="{subject}",
+            seed=1,
+            avatar={"id": "A"},
+            controls=[{"kind": "pose", "image": _pose(8), "conditioning_scale": 0.8}],
+        ),
+        RenderSpec(
+            prompt="a person",
+            seed=1,
+            controls=[{"kind": "pose", "image": _pose(40), "conditioning_scale": 0.8}],
+        ),
     ]
     batch = engine.render_batch(specs)
     batch_floats = floats[-1]
@@ -290,14 +313,27 @@ def test_labels_and_likeness_per_spec(tiny_registry: ModelRegistry, avatars, flo
 
     embeddings = [np.full(128, 0.25, np.float32), None, np.full(128, 0.75, np.float32)]
     labelled = Engine(
-        tiny_registry, device="cpu", avatar_source=lambda avatar_id: avatars[avatar_id],
+        tiny_registry,
+        device="cpu",
+        avatar_source=lambda avatar_id: avatars[avatar_id],
         likeness_scorer=lambda _image, reference: float(reference[0]),
     )
-    specs = [RenderSpec(prompt="{subject}", seed=s, width=256, height=256, steps=1,
-                        avatar={"id": a} if a else None)
-             for s, a in ((1, "A"), (2, None), (3, "B"))]
-    labels = [LabelOptions("job-a", "workstation"), None,
-              LabelOptions("job-c", "workstation", format="JPEG")]
+    specs = [
+        RenderSpec(
+            prompt="{subject}",
+            seed=s,
+            width=256,
+            height=256,
+            steps=1,
+            avatar={"id": a} if a else None,
+        )
+        for s, a in ((1, "A"), (2, None), (3, "B"))
+    ]
+    labels = [
+        LabelOptions("job-a", "workstation"),
+        None,
+        LabelOptions("job-c", "workstation", format="JPEG"),
+    ]
     batch = labelled.render_batch(specs, labels=labels, reference_embeddings=embeddings)
     assert [r[0].likeness for r in batch] == [0.25, None, 0.75]
     assert [r[0].format for r in batch] == ["PNG", "PNG", "JPEG"]

@@ -6,7 +6,13 @@ from pathlib import Path
 from engine.__main__ import main
 
 SECTIONS = (
-    "throughput", "unet", "training", "adapter_switch", "mixed_batch", "batch_render", "memory"
+    "throughput",
+    "unet",
+    "training",
+    "adapter_switch",
+    "mixed_batch",
+    "batch_render",
+    "memory",
 )
 
 
@@ -37,7 +43,12 @@ def test_bench_tiny_writes_every_section(tmp_path: Path, capsys):
     assert batched["batch_images_per_s"] > 0 and batched["sequential_images_per_s"] > 0
     assert batched["max_pixel_diff"] <= 1  # the batch equals the single renders up to rounding
     table = capsys.readouterr().out
-    assert "images/s" in table and "hot-swap" in table and "render_batch" in table and f"wrote {out}" in table
+    assert (
+        "images/s" in table
+        and "hot-swap" in table
+        and "render_batch" in table
+        and f"wrote {out}" in table
+    )
 
 
 def test_bench_rejects_bad_batch_sizes(capsys):

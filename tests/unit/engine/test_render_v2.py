@@ -40,9 +40,7 @@ def _pose(offset: int) -> Image.Image:
     return image
 
 
-REFERENCE = Image.fromarray(
-    (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
-)
+REFERENCE = Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
 MASK = Image.new("L", (64, 64))
 MASK.paste(255, (0, 0, 32, 64))
 
@@ -87,16 +85,26 @@ def test_controlnet_image_changes_the_output(engine: Engine):
 
 def test_missing_controlnet_kind_names_the_field(engine: Engine):
     with pytest.raises(SpecError) as info:
-        _one(engine, controls=[{"kind": "pose", "image": _pose(8)}, {"kind": "canny", "image": _pose(8)}])
+        _one(
+            engine,
+            controls=[{"kind": "pose", "image": _pose(8)}, {"kind": "canny", "image": _pose(8)}],
+        )
     assert info.value.field == "controls.1.kind"
 
 
 def test_img2img_inpaint_lighting_run_and_differ(engine: Engine):
     txt = _one(engine)
     img2img = _one(engine, reference={"image": REFERENCE, "strength": 0.5})
-    inpaint = _one(engine, reference={"image": _png(REFERENCE), "mode": "inpaint", "mask": MASK, "strength": 1.0})
+    inpaint = _one(
+        engine,
+        reference={"image": _png(REFERENCE), "mode": "inpaint", "mask": MASK, "strength": 1.0},
+    )
     lighting = _one(engine, lighting={"image": REFERENCE, "strength": 0.75})
-    with_pose = _one(engine, reference={"image": REFERENCE, "strength": 0.5}, controls=[{"kind": "pose", "image": _pose(8)}])
+    with_pose = _one(
+        engine,
+        reference={"image": REFERENCE, "strength": 0.5},
+        controls=[{"kind": "pose", "image": _pose(8)}],
+    )
     assert len({txt, img2img, inpaint, lighting, with_pose}) == 5
     assert _one(engine, reference={"image": REFERENCE, "strength": 0.5}) == img2img
 
@@ -158,7 +166,9 @@ def test_avatar_without_source_is_a_spec_error(engine: Engine):
     assert info.value.field == "avatar"
 
 
-def test_style_lora_by_path_and_fallback_manager(tiny_registry: ModelRegistry, tmp_path: Path, lora: dict):
+def test_style_lora_by_path_and_fallback_manager(
+    tiny_registry: ModelRegistry, tmp_path: Path, lora: dict
+):
     path = tmp_path / "style.safetensors"
     safetensors.torch.save_file(lora, str(path))
     engine = Engine(tiny_registry, device="cpu", lora_manager=LoraManager(max_loaded=1))
@@ -208,7 +218,11 @@ def test_candidates_are_reranked_by_likeness(tiny_registry: ModelRegistry):
     engine = Engine(tiny_registry, device="cpu", likeness_scorer=scorer)
     spec = RenderSpec(prompt="a", seeds=[5, 6, 7, 8], keep=3, steps=2)
     kept = engine.render(spec, reference_embedding=np.zeros(128, dtype=np.float32))
-    assert [(k.seed, k.likeness, k.candidate) for k in kept] == [(6, 0.9, 1), (8, 0.6, 3), (5, 0.2, 0)]
+    assert [(k.seed, k.likeness, k.candidate) for k in kept] == [
+        (6, 0.9, 1),
+        (8, 0.6, 3),
+        (5, 0.2, 0),
+    ]
     alone = engine.render(RenderSpec(prompt="a", seed=6, steps=2))[0]
     assert kept[0].png_bytes == alone.png_bytes  # a kept candidate reproduces from its seed
     unranked = engine.render(spec)

@@ -89,7 +89,10 @@ def _control(**overrides):
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"controls": [_control(), _control(conditioning_scale=5)]}, "controls.1.conditioning_scale"),
+        (
+            {"controls": [_control(), _control(conditioning_scale=5)]},
+            "controls.1.conditioning_scale",
+        ),
         ({"controls": [_control(start=0.6, end=0.5)]}, "controls.0.end"),
         ({"controls": [_control(kind="openpose")]}, "controls.0.kind"),
         ({"controls": [_control(image=b"GIF89a....")]}, "controls.0.image"),

@@ -68,7 +68,8 @@ def test_expired_lease_requeues_then_fails_after_max_attempts(make_user, setting
         claimed = dispatch.claim_next(lane="render", worker=f"w{attempt}")
         assert claimed.pk == job.pk and claimed.attempts == attempt
         RenderJob.objects.filter(pk=job.pk).update(
-            lease_expires_at=timezone.now() - timedelta(seconds=1))
+            lease_expires_at=timezone.now() - timedelta(seconds=1)
+        )
         counts = dispatch.sweep()
     assert counts["failed"] == 1
     job.refresh_from_db()
@@ -95,12 +96,14 @@ def test_sweeper_resends_tokens_only_for_stale_queued_jobs(make_user, settings):
     jobs = queue(make_user("operator"), 3)
     assert dispatch.sweep()["tokens"] == 0  # fresh tokens are in flight
     RenderJob.objects.filter(pk__in=[j.pk for j in jobs[:2]]).update(
-        token_sent_at=timezone.now() - timedelta(minutes=5))
+        token_sent_at=timezone.now() - timedelta(minutes=5)
+    )
     assert dispatch.sweep()["tokens"] == 2
     assert dispatch.sweep()["tokens"] == 0
 
 
 # --- Consumer generation ------------------------------------------------------------------------
+
 
 @pytest.fixture
 def shop(api, consumer_key, designer, tiny_models):
@@ -108,10 +111,13 @@ def shop(api, consumer_key, designer, tiny_models):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_key('shop')}",
-                       HTTP_X_END_USER="u1")
-    grant = client.post("/api/v1/credits/grants", {"credit_type": "generation", "amount": 3},
-                        format="json", HTTP_IDEMPOTENCY_KEY="g1")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_key('shop')}", HTTP_X_END_USER="u1")
+    grant = client.post(
+        "/api/v1/credits/grants",
+        {"credit_type": "generation", "amount": 3},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="g1",
+    )
     assert grant.status_code == 201
     end_user = EndUser.objects.get(external_ref="u1")
     client.avatar = ready_consumer_avatar(end_user=end_user)
@@ -121,9 +127,12 @@ def shop(api, consumer_key, designer, tiny_models):
 
 
 def create(shop, **headers):
-    return shop.post("/api/v1/generations",
-                     {"template": str(shop.template.pk), "avatar": str(shop.avatar.pk)},
-                     format="json", **headers)
+    return shop.post(
+        "/api/v1/generations",
+        {"template": str(shop.template.pk), "avatar": str(shop.avatar.pk)},
+        format="json",
+        **headers,
+    )
 
 
 def test_generation_runs_ranks_and_links_expire(shop, settings):
@@ -157,12 +166,17 @@ def test_idempotent_create_returns_the_same_job(shop):
 
 
 def test_grants_are_idempotent(shop):
-    again = shop.post("/api/v1/credits/grants", {"credit_type": "generation", "amount": 3},
-                      format="json", HTTP_IDEMPOTENCY_KEY="g1")
+    again = shop.post(
+        "/api/v1/credits/grants",
+        {"credit_type": "generation", "amount": 3},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="g1",
+    )
     assert again.status_code == 200
     assert shop.get("/api/v1/credits").json()["balances"]["generation"] == 3
-    missing = shop.post("/api/v1/credits/grants", {"credit_type": "generation", "amount": 1},
-                        format="json")
+    missing = shop.post(
+        "/api/v1/credits/grants", {"credit_type": "generation", "amount": 1}, format="json"
+    )
     assert missing.status_code == 400
 
 
@@ -236,14 +250,20 @@ def test_outputs_and_jobs_are_scoped_to_their_owner(shop, consumer_key):
     job = create(shop).json()
     for key, ref in ((consumer_key("other"), "u1"), (None, "u2")):
         intruder = APIClient()
-        intruder.credentials(HTTP_AUTHORIZATION=shop._credentials["HTTP_AUTHORIZATION"]
-                             if key is None else f"Bearer {key}", HTTP_X_END_USER=ref)
+        intruder.credentials(
+            HTTP_AUTHORIZATION=shop._credentials["HTTP_AUTHORIZATION"]
+            if key is None
+            else f"Bearer {key}",
+            HTTP_X_END_USER=ref,
+        )
         assert intruder.get(job["urls"]["get"]).status_code == 404
         assert intruder.post(job["urls"]["cancel"]).status_code == 404
         assert intruder.get("/api/v1/generations").json()["count"] == 0
-        other = intruder.post("/api/v1/generations", {"template": str(shop.template.pk),
-                                                      "avatar": str(shop.avatar.pk)},
-                              format="json")
+        other = intruder.post(
+            "/api/v1/generations",
+            {"template": str(shop.template.pk), "avatar": str(shop.avatar.pk)},
+            format="json",
+        )
         assert other.status_code == 400 and "avatar" in other.json()["error"]["fields"]
 
 
@@ -260,25 +280,34 @@ def test_server_sent_events_stream_states(shop, settings):
 def test_ops_queue_and_metrics(shop, signed_in, operator):
     create(shop)
     body = signed_in(operator).get("/api/v1/ops/queue").json()
-    assert {
-        k: body["lanes"][0][k] for k in ("lane", "class", "queued")} == {"lane": "render", "class": "consumer", "queued": 1}
+    assert {k: body["lanes"][0][k] for k in ("lane", "class", "queued")} == {
+        "lane": "render",
+        "class": "consumer",
+        "queued": 1,
+    }
     metrics = shop.get("/metrics").content.decode()
     assert 'workstation_queue_depth{lane="render",class="consumer"} 1' in metrics
     assert "workstation_live_workers" in metrics
     assert shop.get("/api/v1/ops/queue").status_code == 403
 
 
-def test_compatible_jobs_of_different_owners_render_in_one_batch(make_user, tiny_models,
-                                                                 settings, caplog):
+def test_compatible_jobs_of_different_owners_render_in_one_batch(
+    make_user, tiny_models, settings, caplog
+):
     from ...factories import ready_test_avatar
 
     settings.RENDER_BATCH_LIMIT = 4
     first, second = ready_test_avatar(name="A"), ready_test_avatar(name="B")
     a, b = make_user("designer"), make_user("designer")
     spec = {"prompt": "{subject}, portrait", "steps": 2, "seed": 5}
-    jobs = [render_job_create(kind=JobKind.PREVIEW, created_by=owner,
-                              spec={**spec, "avatar": {"id": str(avatar.pk), "weight": 0.9}})
-            for owner, avatar in ((a, first), (b, second))]
+    jobs = [
+        render_job_create(
+            kind=JobKind.PREVIEW,
+            created_by=owner,
+            spec={**spec, "avatar": {"id": str(avatar.pk), "weight": 0.9}},
+        )
+        for owner, avatar in ((a, first), (b, second))
+    ]
     odd = render_job_create(kind=JobKind.PREVIEW, created_by=a, spec={**spec, "steps": 3})
     assert jobs[0].batch_group and jobs[0].batch_group == jobs[1].batch_group
     assert odd.batch_group != jobs[0].batch_group
@@ -318,7 +347,8 @@ def test_outputs_flagged_by_content_safety_are_withheld_and_refunded(shop, setti
     settings.AVATAR_GENERATION_ALLOWANCE = 0
     job = create(shop).json()
     settings.CONTENT_SAFETY_CHECKER = (
-        f"diffusers:{_tiny_safety_checker(tmp_path / 'checker', threshold=-10.0)}")
+        f"diffusers:{_tiny_safety_checker(tmp_path / 'checker', threshold=-10.0)}"
+    )
     safety.get_checker.cache_clear()
     try:
         dispatch_once(lane="render", worker="w")
@@ -335,7 +365,8 @@ def test_requeued_job_canceled_before_it_restarts_is_refunded(shop, settings):
     job = create(shop).json()
     dispatch.claim_next(lane="render", worker="dead")
     RenderJob.objects.filter(pk=job["id"]).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1))
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     dispatch.sweep()
     assert shop.post(job["urls"]["cancel"]).json()["status"] == "canceled"
     assert balance(end_user=shop.end_user, credit_type="generation") == 3

@@ -66,8 +66,11 @@ def test_second_operator_cannot_see_or_fetch_first_operators_render(
     first, second = make_user("operator"), make_user("operator")
     job = _create(signed_in(first))
     render_job_execute(job_id=job["id"])
-    image_url = signed_in(first).get(f"/api/v1/ops/test-render/{job['id']}").json()[
-        "outputs"][0]["image_url"]
+    image_url = (
+        signed_in(first)
+        .get(f"/api/v1/ops/test-render/{job['id']}")
+        .json()["outputs"][0]["image_url"]
+    )
 
     intruder = signed_in(second)
     assert intruder.get(f"/api/v1/ops/test-render/{job['id']}").status_code == 404

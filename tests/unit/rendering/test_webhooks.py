@@ -32,8 +32,19 @@ def local_receivers_allowed(settings):
 pytestmark = pytest.mark.django_db
 
 SPEC = {"prompt": "x", "seed": 1}
-PAYLOAD_KEYS = {"id", "kind", "status", "end_user", "template", "avatar", "parent", "error",
-                "created_at", "started_at", "completed_at"}
+PAYLOAD_KEYS = {
+    "id",
+    "kind",
+    "status",
+    "end_user",
+    "template",
+    "avatar",
+    "parent",
+    "error",
+    "created_at",
+    "started_at",
+    "completed_at",
+}
 
 
 class Receiver:
@@ -48,8 +59,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers),
-                                          "body": body})
+                receiver.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                )
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 if 300 <= status < 400:
@@ -114,7 +126,8 @@ def failed_job(end_user) -> RenderJob:
 def due_now(delivery):
     """Time passes: the scheduled retry is due."""
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1))
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
 
 
 @pytest.fixture
@@ -129,6 +142,7 @@ def eager_celery():
 
 
 # --- Settings ----------------------------------------------------------------------------------------
+
 
 def test_setting_a_url_returns_the_secret_once(partner):
     client, _, api = partner
@@ -160,16 +174,19 @@ def test_setting_a_url_returns_the_secret_once(partner):
     assert again["secret"] and again["secret"] not in (first["secret"], rotated["secret"])
 
 
-@pytest.mark.parametrize("url", [
-    "http://hooks.example.com/x",  # plain http outside localhost
-    "ftp://hooks.example.com/x",
-    "https://",
-    "not a url",
-    "https://10.0.0.7/hook",  # a private address
-    "https://169.254.169.254/latest",  # link-local (cloud metadata)
-    "https://user:pass@hooks.example.com/x",
-    "https://hooks.example.com/" + "a" * 480,  # over 500 characters
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/x",  # plain http outside localhost
+        "ftp://hooks.example.com/x",
+        "https://",
+        "not a url",
+        "https://10.0.0.7/hook",  # a private address
+        "https://169.254.169.254/latest",  # link-local (cloud metadata)
+        "https://user:pass@hooks.example.com/x",
+        "https://hooks.example.com/" + "a" * 480,  # over 500 characters
+    ],
+)
 def test_unsafe_or_invalid_urls_are_refused(partner, url):
     _, _, api = partner
     response = api.put("/api/v1/webhook", {"url": url}, format="json")
@@ -208,8 +225,10 @@ def test_another_client_cannot_read_or_change_this_clients_webhook(partner, api)
 
 # --- Events --------------------------------------------------------------------------------------------
 
+
 def test_terminal_jobs_of_end_users_record_events_and_send_them_after_commit(
-        partner, django_capture_on_commit_callbacks):
+    partner, django_capture_on_commit_callbacks
+):
     client, _, api = partner
     set_webhook(api, "https://hooks.example.com/portraits")
     end_user = end_user_of(client, "user-7")
@@ -239,8 +258,9 @@ def test_a_rendered_job_records_a_succeeded_event(partner, tiny_models):
 
     client, _, api = partner
     set_webhook(api, "https://hooks.example.com/portraits")
-    job = render_job_create(kind=JobKind.GENERATION, spec={**SPEC, "steps": 1},
-                            end_user=end_user_of(client))
+    job = render_job_create(
+        kind=JobKind.GENERATION, spec={**SPEC, "steps": 1}, end_user=end_user_of(client)
+    )
     dispatch_once(lane="render", worker="w")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
@@ -271,6 +291,7 @@ def test_a_client_without_a_url_gets_no_events(partner):
 
 # --- Delivery -----------------------------------------------------------------------------------------
 
+
 def test_a_delivery_is_signed_with_the_clients_secret(partner, receiver, caplog):
     client, _, api = partner
     secret = set_webhook(api, receiver.url)["secret"]
@@ -291,11 +312,13 @@ def test_a_delivery_is_signed_with_the_clients_secret(partner, receiver, caplog)
     timestamp = int(headers["Webhook-Timestamp"])
     assert abs(time.time() - timestamp) < 60
     # What a receiver does: HMAC-SHA256 over "{id}.{timestamp}.{raw body}", compared safely.
-    expected = hmac.new(secret.encode(), f"{event['id']}.{timestamp}.".encode() + body,
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        secret.encode(), f"{event['id']}.{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
     assert hmac.compare_digest(headers["Webhook-Signature"], f"v1={expected}")
-    wrong = hmac.new(b"another secret", f"{event['id']}.{timestamp}.".encode() + body,
-                     hashlib.sha256).hexdigest()
+    wrong = hmac.new(
+        b"another secret", f"{event['id']}.{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
     assert headers["Webhook-Signature"] != f"v1={wrong}"
 
     delivery.refresh_from_db()
@@ -306,7 +329,8 @@ def test_a_delivery_is_signed_with_the_clients_secret(partner, receiver, caplog)
 
 
 def test_a_failed_attempt_is_retried_with_backoff_and_a_delivered_event_is_not_resent(
-        partner, receiver, django_capture_on_commit_callbacks):
+    partner, receiver, django_capture_on_commit_callbacks
+):
     client, _, api = partner
     set_webhook(api, receiver.url)
     failed_job(end_user_of(client))
@@ -420,9 +444,9 @@ def test_the_sweep_resends_events_whose_message_was_lost(partner, receiver, eage
     assert webhooks.webhooks_sweep()["deleted"] == 2
 
 
-def test_the_delivery_task_goes_to_the_maintenance_queue(partner, receiver, eager_celery,
-                                                         monkeypatch,
-                                                         django_capture_on_commit_callbacks):
+def test_the_delivery_task_goes_to_the_maintenance_queue(
+    partner, receiver, eager_celery, monkeypatch, django_capture_on_commit_callbacks
+):
     client, _, api = partner
     set_webhook(api, receiver.url)
     sent = []

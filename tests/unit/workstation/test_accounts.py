@@ -29,8 +29,11 @@ def test_invitation_is_single_use_and_sets_a_password(api):
     look = api.get(f"/api/v1/auth/invitations/{token}")
     assert look.status_code == 200 and look.json()["role"] == "designer"
 
-    accepted = api.post(f"/api/v1/auth/invitations/{token}",
-                        {"password": PASSWORD, "display_name": "New"}, format="json")
+    accepted = api.post(
+        f"/api/v1/auth/invitations/{token}",
+        {"password": PASSWORD, "display_name": "New"},
+        format="json",
+    )
     assert accepted.status_code == 201, accepted.content
     assert accepted.json()["role"] == "designer"
     assert User.objects.get(email="new@example.test").check_password(PASSWORD)
@@ -66,11 +69,13 @@ def test_invite_refuses_unknown_role():
 
 def test_login_me_logout(api, designer):
     assert api.get("/api/v1/auth/me").status_code == 401
-    bad = api.post("/api/v1/auth/login", {"email": designer.email, "password": "wrong"},
-                   format="json")
+    bad = api.post(
+        "/api/v1/auth/login", {"email": designer.email, "password": "wrong"}, format="json"
+    )
     assert bad.status_code == 400
-    ok = api.post("/api/v1/auth/login", {"email": designer.email.upper(), "password": PASSWORD},
-                  format="json")
+    ok = api.post(
+        "/api/v1/auth/login", {"email": designer.email.upper(), "password": PASSWORD}, format="json"
+    )
     assert ok.status_code == 200 and ok.json()["role"] == "designer"
     assert api.get("/api/v1/auth/me").json()["email"] == designer.email
     assert api.post("/api/v1/auth/logout").status_code == 204
@@ -82,22 +87,28 @@ def test_session_writes_require_csrf(designer):
 
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(designer)
-    response = client.post("/api/v1/auth/password",
-                           {"current_password": PASSWORD, "new_password": "another-Pass-42"},
-                           format="json")
+    response = client.post(
+        "/api/v1/auth/password",
+        {"current_password": PASSWORD, "new_password": "another-Pass-42"},
+        format="json",
+    )
     assert response.status_code == 403
     assert "CSRF" in response.json()["error"]["message"]
 
 
 def test_password_change(signed_in, designer):
     client = signed_in(designer)
-    wrong = client.post("/api/v1/auth/password",
-                        {"current_password": "nope", "new_password": "another-Pass-42"},
-                        format="json")
+    wrong = client.post(
+        "/api/v1/auth/password",
+        {"current_password": "nope", "new_password": "another-Pass-42"},
+        format="json",
+    )
     assert wrong.status_code == 400 and "current_password" in wrong.json()["error"]["fields"]
-    ok = client.post("/api/v1/auth/password",
-                     {"current_password": PASSWORD, "new_password": "another-Pass-42"},
-                     format="json")
+    ok = client.post(
+        "/api/v1/auth/password",
+        {"current_password": PASSWORD, "new_password": "another-Pass-42"},
+        format="json",
+    )
     assert ok.status_code == 204
     designer.refresh_from_db()
     assert designer.check_password("another-Pass-42")
@@ -119,8 +130,9 @@ def test_bearer_key_resolves_client_and_end_user(consumer_key):
     from workstation.api.authentication import ApiClientAuthentication
 
     key = consumer_key("acme")
-    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {key}",
-                                      HTTP_X_END_USER="user-42")
+    request = APIRequestFactory().get(
+        "/", HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_X_END_USER="user-42"
+    )
     from rest_framework.request import Request
 
     principal, client = ApiClientAuthentication().authenticate(Request(request))

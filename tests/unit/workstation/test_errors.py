@@ -41,8 +41,9 @@ def test_invalid_bearer_key_is_401(api):
 
 @pytest.mark.parametrize("role", ["designer", "reviewer"])
 def test_wrong_role_is_403(signed_in, make_user, role):
-    assert_error(signed_in(make_user(role)).get("/api/v1/ops/test-render"), 403,
-                 "permission_denied")
+    assert_error(
+        signed_in(make_user(role)).get("/api/v1/ops/test-render"), 403, "permission_denied"
+    )
 
 
 def test_consumer_key_cannot_use_operator_endpoints(api, consumer_key):
@@ -58,7 +59,8 @@ def test_validation_error_names_the_field(signed_in, operator):
 
 def test_engine_spec_error_names_the_field(signed_in, operator):
     response = signed_in(operator).post(
-        "/api/v1/ops/test-render", {"prompt": "a cat", "seed": 1, "steps": 100000},
+        "/api/v1/ops/test-render",
+        {"prompt": "a cat", "seed": 1, "steps": 100000},
         format="json",
     )
     error = assert_error(response, 400, "invalid")

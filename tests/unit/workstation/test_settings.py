@@ -35,22 +35,33 @@ PRODUCTION_ENV = {
 
 
 def _run(args, env_overrides, tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in PRODUCTION_ENV and not k.startswith("DJANGO_")}
-    env.update(env_overrides, VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="workstation.settings")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION_ENV and not k.startswith("DJANGO_")
+    }
+    env.update(
+        env_overrides, VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="workstation.settings"
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_production_configuration_passes_check_deploy(tmp_path):
-    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                  PRODUCTION_ENV, tmp_path)
+    result = _run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV, tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("missing, check_id", [
-    ("SECRET_KEY", "workstation.E001"), ("DATA_MASTER_KEYS", "avatars.E001"),
-])
+@pytest.mark.parametrize(
+    "missing, check_id",
+    [
+        ("SECRET_KEY", "workstation.E001"),
+        ("DATA_MASTER_KEYS", "avatars.E001"),
+    ],
+)
 def test_check_deploy_fails_without_secrets_in_environment(tmp_path, missing, check_id):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     result = _run(["manage.py", "check", "--deploy"], env, tmp_path)
@@ -99,8 +110,12 @@ def test_embedded_defaults_need_no_services(tmp_path):
     result = _run(["-c", script], {}, tmp_path)
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout.strip().splitlines()[-1])
-    assert got == {"db": "django.db.backends.sqlite3", "broker": "filesystem://",
-                   "storage": "django.core.files.storage.FileSystemStorage", "profile": "tiny"}
+    assert got == {
+        "db": "django.db.backends.sqlite3",
+        "broker": "filesystem://",
+        "storage": "django.core.files.storage.FileSystemStorage",
+        "profile": "tiny",
+    }
 
 
 @pytest.mark.django_db

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apiclient',
-            name='webhook_secret',
+            model_name="apiclient",
+            name="webhook_secret",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='apiclient',
-            name='webhook_url',
+            model_name="apiclient",
+            name="webhook_url",
             field=models.URLField(blank=True, max_length=500),
         ),
     ]

@@ -63,13 +63,20 @@ class Command(BaseCommand):
         count = max(settings.AVATAR_MIN_PHOTOS, 1)
         for name, gender, age_band, image in demo.DEMO_PANEL:
             face = image()
-            photos = [SimpleUploadedFile(f"{i}.jpg", data)
-                      for i, data in enumerate(demo.photo_set(face, count))]
+            photos = [
+                SimpleUploadedFile(f"{i}.jpg", data)
+                for i, data in enumerate(demo.photo_set(face, count))
+            ]
             avatar, _ = test_avatar_create(
-                user=operator, front=SimpleUploadedFile("front.jpg", demo.jpeg(face)),
-                photos=photos, name=name, gender=gender, age_band=age_band,
+                user=operator,
+                front=SimpleUploadedFile("front.jpg", demo.jpeg(face)),
+                photos=photos,
+                name=name,
+                gender=gender,
+                age_band=age_band,
                 rights_declaration="Public-domain sample images bundled with scikit-image "
-                                   "and matplotlib (demo only).")
+                "and matplotlib (demo only).",
+            )
             self.stdout.write(f"Test avatar {name!r} queued for training ({avatar.id}).")
 
     def _seed_templates(self) -> None:
@@ -82,8 +89,17 @@ class Command(BaseCommand):
             return
         pose, _ = pose_asset_create(user=designer, pose=demo.DEMO_POSE)
         for title, category, prompt in demo.DEMO_TEMPLATES:
-            template_create(user=designer, title=title, category=category, tags=["demo"],
-                            spec={"prompt": prompt, "seeds": [1, 2], "steps": 4,
-                                  "controls": [{"kind": "pose", "asset": pose.sha256}],
-                                  "change_note": "Demo template"})
+            template_create(
+                user=designer,
+                title=title,
+                category=category,
+                tags=["demo"],
+                spec={
+                    "prompt": prompt,
+                    "seeds": [1, 2],
+                    "steps": 4,
+                    "controls": [{"kind": "pose", "asset": pose.sha256}],
+                    "change_note": "Demo template",
+                },
+            )
             self.stdout.write(f"Demo template {title!r} created (draft).")
