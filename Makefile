@@ -74,7 +74,7 @@ run: system-deps venv frontend models demo
 	@echo "  API docs:                      http://127.0.0.1:$(WEB_PORT)/api/v1/docs/"
 	@echo "  Ctrl-C stops the web server and the worker."
 	@echo
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/run_procfile.py -f Procfile
 
 # --- Tests ---------------------------------------------------------------------------------------
 # Tests keep their data under var/test; the tiny model is shared with `make run` (var/models).

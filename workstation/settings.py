@@ -189,7 +189,7 @@ WHITENOISE_USE_FINDERS = True
 
 # --- Celery ----------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 _BROKER_DIR = VAR_DIR / "broker"
 # The longest task's hard time limit; the broker's visibility timeout must exceed it or a
 # long job would be redelivered while still running.

@@ -112,7 +112,7 @@ def test_embedded_defaults_need_no_services(tmp_path):
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got == {
         "db": "django.db.backends.sqlite3",
-        "broker": "filesystem://",
+        "broker": "filesystem://localhost/",
         "storage": "django.core.files.storage.FileSystemStorage",
         "profile": "tiny",
     }
