@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from workstation.accounts.models import EndUser
 from workstation.api.authentication import ConsumerPrincipal
 
@@ -22,7 +24,7 @@ def audit(
     action: str,
     object_type: str,
     purpose: str,
-    object_id: str = "",
+    object_id: str | UUID | int = "",
     end_user: EndUser | None = None,
 ) -> None:
     AuditEvent.objects.create(

@@ -1,10 +1,10 @@
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
 def check_personal_data_configuration(app_configs, **kwargs):
-    problems = []
+    problems: list[CheckMessage] = []
     if not settings.DATA_MASTER_KEYS_FROM_ENVIRONMENT:
         problems.append(
             Error(

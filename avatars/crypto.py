@@ -84,9 +84,11 @@ def wrapped_key_id(wrapped: bytes) -> str:
     return wrapped[1 : 1 + wrapped[0]].decode()
 
 
-def unwrap_data_key(wrapped: bytes | None, *, owner_id: str) -> bytes:
+def unwrap_data_key(wrapped: bytes | memoryview | None, *, owner_id: str) -> bytes:
+    """`wrapped` as a BinaryField holds it (bytes, or a memoryview from some database drivers)."""
     if not wrapped:
         raise DecryptionError("The data key has been destroyed.")
+    wrapped = bytes(wrapped)
     key_id = wrapped_key_id(wrapped)
     master = master_keys().keys.get(key_id)
     if master is None:

@@ -9,6 +9,7 @@ minimum needed to train.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ def _reject(issues: list[PhotoIssue], message: str) -> InvalidInput:
     return InvalidInput(fields, message=message, details=[i.as_detail() for i in issues])
 
 
-def screen_photos(*, front: UploadedFile, photos: list[UploadedFile]) -> ScreenedPhotos:
+def screen_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> ScreenedPhotos:
     """Returns the training crops and reference embedding, or raises a 400 naming every photo."""
     from engine import faces
 

@@ -10,14 +10,18 @@ import logging
 import time
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from PIL import Image
 
@@ -37,6 +41,9 @@ from .models import (
     ConsentRecord,
     ErasureReceipt,
 )
+
+if TYPE_CHECKING:
+    from rendering.models import RenderJob, RenderOutput
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +144,7 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
             if avatar.end_user is not None:
                 # Serialize this end user's uploads, then re-check the quota that was checked
                 # before the (slow) photo screening.
-                EndUser.objects.select_for_update().get(pk=avatar.end_user_id)
+                EndUser.objects.select_for_update().get(pk=avatar.end_user.pk)
                 _check_quota(avatar.end_user)
             avatar.save()
             if avatar.end_user is not None and settings.ENTITLEMENTS_ENFORCED:
@@ -187,8 +194,8 @@ def avatar_create(
     *,
     principal: ConsumerPrincipal,
     consent_id: uuid.UUID | str,
-    front,
-    photos: list,
+    front: UploadedFile,
+    photos: Sequence[UploadedFile],
     name: str = "",
 ) -> tuple[Avatar, ScreenedPhotos]:
     """Checks consent, quota and every photo; stores only what training needs."""
@@ -223,8 +230,8 @@ def avatar_create(
 def test_avatar_create(
     *,
     user: User,
-    front,
-    photos: list,
+    front: UploadedFile,
+    photos: Sequence[UploadedFile],
     name: str,
     gender: str,
     age_band: str,
@@ -326,7 +333,7 @@ def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
         job_finished_without_running(job, status=JobStatus.FAILED, code=code, message=reason)
 
 
-def avatar_train_execute(*, avatar_id: str, job=None) -> TrainingOutcome:
+def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> TrainingOutcome:
     """Prepares the stored crops and trains the LoRA, for the worker holding the training
     job's lease. Photos are gone afterwards whatever happens."""
     from engine.errors import EngineError
@@ -444,8 +451,11 @@ def avatar_train_execute(*, avatar_id: str, job=None) -> TrainingOutcome:
 
 def avatar_reference_embedding(*, avatar: Avatar) -> np.ndarray:
     data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
+    blob = avatar.reference_embedding
+    if blob is None:
+        raise crypto.DecryptionError("The reference embedding has been destroyed.")
     plain = crypto.decrypt_blob(
-        bytes(avatar.reference_embedding),
+        bytes(blob),
         data_key=data_key,
         owner_id=str(avatar.id),
         purpose="reference_embedding",
@@ -492,7 +502,7 @@ def _end_user_digest(end_user: EndUser) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _generated_outputs(end_user: EndUser):
+def _generated_outputs(end_user: EndUser) -> QuerySet[RenderOutput]:
     from rendering.models import RenderOutput
 
     return RenderOutput.objects.filter(job__end_user=end_user).select_related("job")
@@ -618,7 +628,7 @@ def end_user_export(*, principal: ConsumerPrincipal) -> bytes:
     return buffer.getvalue()
 
 
-def retention_sweep(*, now=None) -> dict[str, int]:
+def retention_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Deletes expired avatars and over-age photos; records deletion notices."""
     now = now or timezone.now()
     retention = timedelta(days=settings.AVATAR_RETENTION_DAYS)
@@ -659,6 +669,8 @@ def master_keys_rotate() -> int:
     current = crypto.master_keys().current_id
     changed = 0
     for avatar in Avatar.objects.exclude(wrapped_data_key=None).iterator():
+        if avatar.wrapped_data_key is None:
+            continue
         wrapped = bytes(avatar.wrapped_data_key)
         if crypto.wrapped_key_id(wrapped) == current:
             continue

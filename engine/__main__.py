@@ -89,8 +89,8 @@ def _output_paths(out: Path, count: int) -> list[Path]:
 
 
 def _render(args: argparse.Namespace) -> int:
-    fields = ("prompt", "negative_prompt", "base_model", "seed", "steps", "guidance")
-    fields += ("width", "height", "num_images", "sampler")
+    fields = ["prompt", "negative_prompt", "base_model", "seed", "steps", "guidance"]
+    fields += ["width", "height", "num_images", "sampler"]
     spec = RenderSpec.from_dict(
         {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     )

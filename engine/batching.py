@@ -96,8 +96,12 @@ def combined_lora(pipeline: Any, parts: Sequence[tuple[str, float]]) -> dict[str
                 if module.use_dora.get(adapter):
                     raise AdapterError(f"adapter {adapter!r} uses DoRA: it cannot be combined")
                 scale = float(weight) * float(module.scaling[adapter])
-                downs.append(module.lora_A[adapter].weight.detach())
-                ups.append(module.lora_B[adapter].weight.detach() * scale)
+                a_weight = module.lora_A[adapter].weight
+                b_weight = module.lora_B[adapter].weight
+                # Module attribute access is typed Tensor | Module; these are Parameters.
+                assert isinstance(a_weight, torch.Tensor) and isinstance(b_weight, torch.Tensor)
+                downs.append(a_weight.detach())
+                ups.append(b_weight.detach() * scale)
             if not downs:
                 continue
             try:

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from PIL import Image
 
 from engine.registry import RANDOM_PROFILES, ModelRegistry
 from engine.runtime import Engine, resolve_device, resolve_dtype
-from engine.spec import RenderSpec
+from engine.spec import AvatarRef, RenderSpec
 
 PROMPT = "a portrait photo of a person"
 DEFAULT_SIZE = {"tiny": 64, "sd15-random": 512, "sdxl-random": 1024}
@@ -137,7 +138,9 @@ def _engine(
     return engine, "built in memory (random weights)"
 
 
-def _unet_inputs(pipeline: Any, batch: int, size: int, device: torch.device, dtype: torch.dtype):
+def _unet_inputs(
+    pipeline: Any, batch: int, size: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
     unet = pipeline.unet
     scale = pipeline.vae_scale_factor
     config = unet.config
@@ -275,14 +278,15 @@ def bench_adapters(
         def unload(name: str) -> None:
             adapters.unload_adapters(pipeline, [name])
 
+    def load_from_disk(name: str) -> None:
+        load(name, safetensors.torch.load_file(str(path)))
+
     disk, ram = [], []
     for i in range(repeats):
-        seconds, _ = _timed(
-            lambda i=i: load(f"bench_disk_{i}", safetensors.torch.load_file(str(path))), device
-        )
+        seconds, _ = _timed(partial(load_from_disk, f"bench_disk_{i}"), device)
         disk.append(seconds)
         unload(f"bench_disk_{i}")
-        seconds, _ = _timed(lambda i=i: load(f"bench_ram_{i}", loras[0]), device)
+        seconds, _ = _timed(partial(load, f"bench_ram_{i}", loras[0]), device)
         ram.append(seconds)
         unload(f"bench_ram_{i}")
     result["from_disk_s"] = statistics.median(disk)
@@ -295,7 +299,7 @@ def bench_adapters(
     slot.activate("bench-warm", loras[-1])
     for i in range(repeats):
         lora = loras[i % len(loras)]
-        seconds, _ = _timed(lambda i=i, lora=lora: slot.activate(f"bench-{i}", lora), device)
+        seconds, _ = _timed(partial(slot.activate, f"bench-{i}", lora), device)
         swaps.append(seconds)
     slot.deactivate()
     result["hotswap_s"] = statistics.median(swaps)
@@ -383,7 +387,7 @@ def bench_batch_render(
         RenderSpec(
             prompt="{subject}, business portrait",
             seed=100 + i,
-            avatar={"id": avatar_id},
+            avatar=AvatarRef(avatar_id),
             steps=steps,
             guidance=guidance,
             width=size,
@@ -569,10 +573,7 @@ def _run_bench(
                 sampler=sampler,
             )
             engine.render(spec)  # warm-up (and compilation) at this shape
-            times = [
-                _timed(lambda spec=spec: engine.render(spec), torch_device)[0]
-                for _ in range(repeats)
-            ]
+            times = [_timed(partial(engine.render, spec), torch_device)[0] for _ in range(repeats)]
             seconds = statistics.median(times)
             rows.append(
                 {

@@ -370,14 +370,14 @@ def contact_sheet(
             box = layout.cell_boxes[r][c]
             size = (box[2] - box[0], box[3] - box[1])
             if isinstance(cell, Image.Image):
-                fitted = _fit_image(cell, size)
-                if fitted.size != size:
+                image = _fit_image(cell, size)
+                if image.size != size:
                     draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=_CELL_BACKGROUND)
                 sheet.paste(
-                    fitted,
+                    image,
                     (
-                        box[0] + (size[0] - fitted.width) // 2,
-                        box[1] + (size[1] - fitted.height) // 2,
+                        box[0] + (size[0] - image.width) // 2,
+                        box[1] + (size[1] - image.height) // 2,
                     ),
                 )
                 continue

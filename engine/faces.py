@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import dlib
 import numpy as np
@@ -340,7 +341,21 @@ def _sharpness(crop: Image.Image) -> float:
     return float(laplacian.var())
 
 
-def _decision(index: int, code: RejectCode, **details: object) -> PhotoDecision:
+class _Details(TypedDict, total=False):
+    """What a `PhotoDecision` reports besides its code (as far as the gates got)."""
+
+    face: FaceBox | None
+    sharpness: float | None
+    distance_to_front: float | None
+
+
+class _Gates(TypedDict):
+    resolution: int
+    min_face_px: int
+    blur_threshold: float
+
+
+def _decision(index: int, code: RejectCode, **details: Unpack[_Details]) -> PhotoDecision:
     return PhotoDecision(index=index, code=code, reason=_REASONS[code], **details)
 
 
@@ -356,7 +371,7 @@ class _Analysis:
 
 def _analyse(
     data: bytes, *, resolution: int, min_face_px: int, blur_threshold: float
-) -> _Analysis | tuple[RejectCode, dict[str, object]]:
+) -> _Analysis | tuple[RejectCode, _Details]:
     """Run the quality gates in order of cost; return the analysis or (code, details)."""
     try:
         image = decode_rgb(data)
@@ -404,7 +419,11 @@ def prepare_training_photos(
 
     Embeddings are computed, compared and averaged in memory only; none is written anywhere.
     """
-    gates = {"resolution": resolution, "min_face_px": min_face_px, "blur_threshold": blur_threshold}
+    gates: _Gates = {
+        "resolution": resolution,
+        "min_face_px": min_face_px,
+        "blur_threshold": blur_threshold,
+    }
     anchor = _analyse(front, **gates)
     if not isinstance(anchor, _Analysis):
         code, _ = anchor

@@ -151,13 +151,19 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
 
 
+def _bbox(font: ImageFont.FreeTypeFont, text: str) -> tuple[int, int, int, int]:
+    """``font.getbbox(text)``: whole pixels without a stroke (Pillow types it as floats)."""
+    left, top, right, bottom = font.getbbox(text)
+    return int(left), int(top), int(right), int(bottom)
+
+
 def _ink_height(font: ImageFont.FreeTypeFont, text: str) -> int:
     """Height of the rendered text counting only rows with a pixel at least 75% covered.
 
     ``getbbox`` includes faint anti-aliased rows, so it overstates the visible height by 1-2 px;
     measuring the glyphs themselves keeps the 5% rule true of what a viewer sees.
     """
-    left, top, right, bottom = font.getbbox(text)
+    left, top, right, bottom = _bbox(font, text)
     canvas = Image.new("L", (right - left, bottom - top), 0)
     ImageDraw.Draw(canvas).text((-left, -top), text, fill=255, font=font)
     rows = np.nonzero((np.asarray(canvas) >= 192).any(axis=1))[0]
@@ -174,7 +180,7 @@ def label_layout(size: tuple[int, int], text: str = DEFAULT_TEXT) -> LabelLayout
     font_size = required
     while _ink_height(_font(path, font_size), text) < required:
         font_size += 1
-    left, top, right, bottom = _font(path, font_size).getbbox(text)
+    left, top, right, bottom = _bbox(_font(path, font_size), text)
     pad = max(2, round(0.3 * required))
     margin = max(2, round(0.02 * shorter))
     box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad

@@ -51,19 +51,13 @@ def rank_candidates(scores: Sequence[float | None], keep: int) -> list[int]:
 
 
 def _one_step(spec: RenderSpec) -> RenderSpec:
-    changes: dict[str, object] = {"refine_level": min(spec.refine_level + 1, MAX_REFINE_LEVEL)}
-    if spec.avatar is not None:
-        weight = min(
-            round(spec.avatar.weight + AVATAR_STEP, 4), max(AVATAR_CAP, spec.avatar.weight)
-        )
-        changes["avatar"] = dataclasses.replace(spec.avatar, weight=weight)
-    changes["style_loras"] = tuple(
-        dataclasses.replace(lora, weight=round(lora.weight * STYLE_FACTOR, 4))
-        for lora in spec.style_loras
-    )
-    if spec.face_refine is not None:
-        face = spec.face_refine
-        changes["face_refine"] = dataclasses.replace(
+    avatar = spec.avatar
+    if avatar is not None:
+        weight = min(round(avatar.weight + AVATAR_STEP, 4), max(AVATAR_CAP, avatar.weight))
+        avatar = dataclasses.replace(avatar, weight=weight)
+    face = spec.face_refine
+    if face is not None:
+        face = dataclasses.replace(
             face,
             strength=min(
                 round(face.strength + FACE_STRENGTH_STEP, 4), max(FACE_STRENGTH_CAP, face.strength)
@@ -73,7 +67,16 @@ def _one_step(spec: RenderSpec) -> RenderSpec:
                 max(FACE_BOOST_CAP, face.avatar_boost),
             ),
         )
-    return dataclasses.replace(spec, **changes)
+    return dataclasses.replace(
+        spec,
+        refine_level=min(spec.refine_level + 1, MAX_REFINE_LEVEL),
+        avatar=avatar,
+        style_loras=tuple(
+            dataclasses.replace(lora, weight=round(lora.weight * STYLE_FACTOR, 4))
+            for lora in spec.style_loras
+        ),
+        face_refine=face,
+    )
 
 
 def refine_spec(spec: RenderSpec, level: int = 1) -> RenderSpec:

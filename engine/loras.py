@@ -48,7 +48,7 @@ class AvatarLora:
 class AvatarSource(Protocol):
     """Loads an avatar's LoRA by id (raise `engine.errors.ModelNotFoundError` if unknown)."""
 
-    def __call__(self, avatar_id: str) -> AvatarLora: ...
+    def __call__(self, avatar_id: str, /) -> AvatarLora: ...
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,9 @@ def default_lora_manager() -> Any:
     return SlotLoraManager()
 
 
-def random_lora_state_dict(unet: Any, *, rank: int = 4, seed: int = 0, scale: float = 0.1):
+def random_lora_state_dict(
+    unet: Any, *, rank: int = 4, seed: int = 0, scale: float = 0.1
+) -> dict[str, Any]:
     """A random LoRA (peft key format, ``unet.`` prefix) on the UNet's attention projections:
     a stand-in for a trained avatar or style in tests and benchmarks."""
     import torch

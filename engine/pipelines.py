@@ -24,6 +24,7 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
+    SchedulerMixin,
     StableDiffusionControlNetImg2ImgPipeline,
     StableDiffusionControlNetInpaintPipeline,
     StableDiffusionControlNetPipeline,
@@ -60,7 +61,7 @@ PIPELINE_CLASSES: dict[tuple[str, str, bool], type[DiffusionPipeline]] = {
 }
 
 # Spec sampler name -> (scheduler class, config overrides). The A1111/ComfyUI names users know.
-SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
+SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "euler": (EulerDiscreteScheduler, {}),
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
     "dpmpp_2m": (

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -181,7 +181,7 @@ def limb_color(a: int, b: int) -> tuple[int, int, int]:
 # --- validation ------------------------------------------------------------------------------
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -193,14 +193,17 @@ def _check_size(name: str, value: object) -> int:
     return value
 
 
+def _check_coordinate(name: str, axis: str, value: object) -> float:
+    if not _is_number(value):
+        raise PoseError(name, f"{axis} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise PoseError(name, f"{axis} must be finite, got {value}")
+    return float(value)
+
+
 def _check_point(index: int, x: object, y: object, width: int, height: int) -> tuple[float, float]:
     name = f"keypoints.{index}"
-    for axis, value in (("x", x), ("y", y)):
-        if not _is_number(value):
-            raise PoseError(name, f"{axis} must be a number, got {type(value).__name__}")
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise PoseError(name, f"{axis} must be finite, got {value}")
-    fx, fy = float(x), float(y)  # type: ignore[arg-type]
+    fx, fy = _check_coordinate(name, "x", x), _check_coordinate(name, "y", y)
     if not 0 <= fx < width:
         raise PoseError(name, f"x={fx:g} lies outside the canvas (0 <= x < {width})")
     if not 0 <= fy < height:

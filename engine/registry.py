@@ -153,9 +153,10 @@ def _spec_from_config(entry: Any, models_dir: Path) -> ModelSpec:
     source: Path | str = (
         models_dir / Path(entry["path"]).expanduser() if "path" in entry else entry["hub_id"]
     )
+    kind: Any = entry.get("kind")  # JSON: ModelSpec checks it against ModelKind
     return ModelSpec(
         key=key,
-        kind=entry.get("kind"),
+        kind=kind,
         family=entry.get("family", "sd15"),
         source=source,
         dtype=entry.get("dtype", "auto"),

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import diffusers
 import numpy as np
@@ -93,7 +93,7 @@ class LabelOptions:
     job_id: str
     producer: str
     text: str | None = None  # None: engine.labels.DEFAULT_TEXT ("AI生成")
-    format: str = "PNG"
+    format: Literal["PNG", "JPEG"] = "PNG"
 
 
 def disable_progress_bars() -> None:
@@ -352,7 +352,9 @@ class Engine:
             raise SpecError("base_model", f"{model.key!r} is a {model.kind}, not a base model")
         return model
 
-    def _controlnet(self, index: int, kind: str, key: str | None, base: ModelSpec):
+    def _controlnet(
+        self, index: int, kind: str, key: str | None, base: ModelSpec
+    ) -> tuple[str, ControlNetModel]:
         field = f"controls.{index}"
         if key is None:
             matches = [
@@ -429,13 +431,19 @@ class Engine:
         size = (spec.width, spec.height)
         if spec.reference is not None:
             ref = spec.reference
-            image = to_rgb(ref.image, "reference.image").resize(size, Image.LANCZOS)
+            image = to_rgb(ref.image, "reference.image").resize(size, Image.Resampling.LANCZOS)
             mask = None
             if ref.mask is not None:
-                mask = to_rgb(ref.mask, "reference.mask").convert("L").resize(size, Image.NEAREST)
-            return _ModeInputs(ref.mode, image, mask, ref.strength, "reference.strength")  # type: ignore[arg-type]
+                mask = (
+                    to_rgb(ref.mask, "reference.mask")
+                    .convert("L")
+                    .resize(size, Image.Resampling.NEAREST)
+                )
+            return _ModeInputs(ref.mode, image, mask, ref.strength, "reference.strength")
         if spec.lighting is not None:
-            image = to_rgb(spec.lighting.image, "lighting.image").resize(size, Image.LANCZOS)
+            image = to_rgb(spec.lighting.image, "lighting.image").resize(
+                size, Image.Resampling.LANCZOS
+            )
             return _ModeInputs("img2img", image, None, spec.lighting.strength, "lighting.strength")
         return _ModeInputs("txt2img")
 
@@ -526,6 +534,7 @@ class Engine:
                     **control_kwargs,
                 }
                 if inputs.mode != "txt2img":
+                    assert inputs.strength is not None  # img2img and inpaint inputs carry one
                     call.update(
                         image=inputs.image, mask_image=inputs.mask, strength=float(inputs.strength)
                     )
@@ -755,7 +764,9 @@ class Engine:
         assert refine is not None
         detect = self._face_detector
         if detect is None:
-            from engine.faces import face_box as detect
+            from engine.faces import face_box
+
+            detect = face_box
         size = max(64, min(spec.width, spec.height) // 8 * 8)
         jobs = []
         for index, image in enumerate(images):
@@ -764,7 +775,7 @@ class Engine:
                 continue
             left, top, side = _face_crop(image, box, refine.padding)
             crop = image.crop((left, top, left + side, top + side)).resize(
-                (size, size), Image.LANCZOS
+                (size, size), Image.Resampling.LANCZOS
             )
             jobs.append((index, left, top, side, crop, _face_mask(box, left, top, side, size)))
         if not jobs:
@@ -796,7 +807,9 @@ class Engine:
         for (index, left, top, side, _crop, mask), face in zip(jobs, redrawn, strict=True):
             out = images[index].copy()
             out.paste(
-                face.resize((side, side), Image.LANCZOS), (left, top), mask.resize((side, side))
+                face.resize((side, side), Image.Resampling.LANCZOS),
+                (left, top),
+                mask.resize((side, side)),
             )
             images[index] = out
         return images
@@ -813,7 +826,9 @@ class Engine:
         if reference_embedding is not None:
             score = self._likeness_scorer
             if score is None:
-                from engine.faces import likeness as score
+                from engine.faces import likeness
+
+                score = likeness
             scores = [score(image, reference_embedding) for image in images]
             order = rank_candidates(scores, spec.num_kept)
         else:
@@ -831,7 +846,7 @@ class Engine:
                     job_id=label.job_id,
                     producer=label.producer,
                     text=label.text or DEFAULT_TEXT,
-                    format=fmt,  # type: ignore[arg-type]
+                    format=fmt,
                 )
             results.append(
                 RenderedImage(

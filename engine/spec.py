@@ -37,7 +37,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import SpecError
 
@@ -62,6 +62,7 @@ DEFAULT_SUBJECT = "a person"
 SAMPLERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "heun")
 CONTROL_KINDS = ("pose", "canny", "depth")
 REFERENCE_MODES = ("img2img", "inpaint")
+ReferenceMode = Literal["img2img", "inpaint"]
 
 
 def _check_int(field: str, value: Any, low: int, high: int) -> None:
@@ -234,7 +235,7 @@ class ReferenceSpec:
     white in ``mask`` = repaint)."""
 
     image: Any
-    mode: str = "img2img"
+    mode: ReferenceMode = "img2img"
     strength: float = 0.6
     mask: Any = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import torch
 from diffusers import (
@@ -58,9 +59,10 @@ def tiny_tokenizer() -> CLIPTokenizer:
             vocab_list.append(parts[0])
     vocab_list += [_BOS, _EOS]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(vocab_list))}
-    return CLIPTokenizer(
-        vocab=vocab, merges=list(dict.fromkeys(merges)), model_max_length=MAX_TOKENS
-    )
+    # transformers annotates `merges` as list[str]; it hands them to tokenizers' BPE, which
+    # takes (left, right) pairs.
+    pairs = cast(list[str], list(dict.fromkeys(merges)))
+    return CLIPTokenizer(vocab=vocab, merges=pairs, model_max_length=MAX_TOKENS)
 
 
 def _tiny_unet() -> UNet2DConditionModel:

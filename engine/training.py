@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 import safetensors.torch
@@ -61,6 +61,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from engine.errors import EngineError, SpecError
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 FORMAT_VERSION = 1
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -210,7 +213,10 @@ def lora_rank(state_dict: Mapping[str, torch.Tensor]) -> int:
 # --------------------------------------------------------------------------- training
 
 
-def _shared_weight_clone(model: torch.nn.Module) -> torch.nn.Module:
+_Module = TypeVar("_Module", bound=torch.nn.Module)
+
+
+def _shared_weight_clone(model: _Module) -> _Module:
     """A new module tree over the same base weight storage, without peft LoRA layers.
 
     See the module docstring: parameters become fresh frozen ``Parameter`` objects over the
@@ -288,7 +294,7 @@ def _batch_indices(count: int, batch_size: int, generator: torch.Generator) -> I
     """Endless batches walking through a fresh random permutation of the photos per epoch."""
     order: list[int] = []
     while True:
-        batch = []
+        batch: list[int] = []
         while len(batch) < batch_size:
             if not order:
                 order = torch.randperm(count, generator=generator).tolist()
@@ -313,6 +319,18 @@ def _export_state_dict(
     }
 
 
+def _lora_config(config: TrainingConfig, target_modules: Sequence[str]) -> LoraConfig:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.rank,
+        # peft annotates lora_alpha as int; it only divides it by r, and a float alpha is valid.
+        lora_alpha=cast(int, config.lora_alpha),
+        init_lora_weights=True,
+        target_modules=list(target_modules),
+    )
+
+
 def train_avatar_lora(
     *,
     pipeline: Any,
@@ -333,7 +351,6 @@ def train_avatar_lora(
     Stable Diffusion 1.x/2.x pipelines only (one text encoder, no added conditioning).
     """
     from diffusers import DDPMScheduler
-    from peft import LoraConfig
 
     started = time.monotonic()
     if not photos:
@@ -368,20 +385,19 @@ def train_avatar_lora(
     shift_factor = float(getattr(vae_config, "shift_factor", None) or 0.0)
     input_ids = _text_inputs(pipeline, config.caption).to(device)
 
-    lora_kwargs = {"r": config.rank, "lora_alpha": config.lora_alpha, "init_lora_weights": True}
     with torch.random.fork_rng(devices=_rng_devices(device)):
         # peft initialises lora_A from the global RNG: seed it, without leaking the change.
         torch.manual_seed(config.seed)
         unet = _shared_weight_clone(pipeline.unet)
         unet.add_adapter(
-            LoraConfig(target_modules=list(config.target_modules), **lora_kwargs),
+            _lora_config(config, config.target_modules),
             adapter_name=_TRAINING_ADAPTER,
         )
         text_encoder = None
         if config.train_text_encoder:
             text_encoder = _shared_weight_clone(pipeline.text_encoder)
             text_encoder.add_adapter(
-                LoraConfig(target_modules=list(_TEXT_ENCODER_TARGETS), **lora_kwargs),
+                _lora_config(config, _TEXT_ENCODER_TARGETS),
                 adapter_name=_TRAINING_ADAPTER,
             )
     if config.gradient_checkpointing:

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from templates_studio.services import template_stats_record
+from workstation.api.authentication import consumer_principal
 from workstation.api.errors import InvalidInput
 from workstation.api.permissions import IsConsumer
 
@@ -112,11 +114,11 @@ def job_json(job: RenderJob, request) -> dict:
     }
 
 
-class GenerationScope:
+class GenerationScope(generics.GenericAPIView):
     permission_classes = [IsConsumer]
 
-    def get_queryset(self):
-        end_user = self.request.user.existing_end_user()
+    def get_queryset(self) -> QuerySet[RenderJob]:
+        end_user = consumer_principal(self.request).existing_end_user()
         if end_user is None:
             return RenderJob.objects.none()
         return RenderJob.objects.filter(
@@ -140,6 +142,7 @@ class GenerationListCreateView(GenerationScope, generics.GenericAPIView):
     )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
+        assert page is not None, "DEFAULT_PAGINATION_CLASS is set"
         return self.get_paginated_response([job_json(job, request) for job in page])
 
     @extend_schema(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, Q
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet
 from django.utils import timezone
 
 from .models import (
@@ -31,11 +33,17 @@ from .models import (
     WorkerHeartbeat,
 )
 
+if TYPE_CHECKING:
+    from workstation.accounts.models import EndUser, User
+
 logger = logging.getLogger(__name__)
 
 
-def owner_key_for(*, user=None, end_user=None) -> str:
-    return f"eu:{end_user.pk}" if end_user is not None else f"u:{user.pk}"
+def owner_key_for(*, user: User | None = None, end_user: EndUser | None = None) -> str:
+    if end_user is not None:
+        return f"eu:{end_user.pk}"
+    assert user is not None, "a job has exactly one owner"
+    return f"u:{user.pk}"
 
 
 @lru_cache(maxsize=1)
@@ -50,7 +58,7 @@ def _placeholder_png() -> bytes:
     return buffer.getvalue()
 
 
-def _placeholders(value):
+def _placeholders(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"asset"}:
             return _placeholder_png()
@@ -100,13 +108,13 @@ def send_token(lane: str) -> None:
 # --- Claiming ----------------------------------------------------------------------------------------
 
 
-def _skip_locked(queryset):
+def _skip_locked(queryset: QuerySet[RenderJob]) -> QuerySet[RenderJob]:
     return queryset.select_for_update(
         skip_locked=connection.features.has_select_for_update_skip_locked
     )
 
 
-def _owner_order(lane: str, priority: int, queued) -> list[str]:
+def _owner_order(lane: str, priority: int, queued: QuerySet[RenderJob]) -> list[str]:
     """Owners with queued jobs in this class, the least recently served first."""
     owners = dict(
         queued.filter(priority=priority)
@@ -166,7 +174,7 @@ def claim_batch(*, lane: str, worker: str, limit: int) -> list[RenderJob]:
     return batch
 
 
-def claim_job(*, job_id, worker: str) -> RenderJob | None:
+def claim_job(*, job_id: uuid.UUID | str, worker: str) -> RenderJob | None:
     """Claims one specific job if it is still queued (direct runs and tests)."""
     with transaction.atomic():
         job = RenderJob.objects.select_for_update().filter(pk=job_id).first()
@@ -176,7 +184,7 @@ def claim_job(*, job_id, worker: str) -> RenderJob | None:
         return job
 
 
-def _start(job: RenderJob, *, worker: str, now) -> None:
+def _start(job: RenderJob, *, worker: str, now: datetime) -> None:
     job.status = JobStatus.RUNNING
     job.started_at = now
     job.attempts += 1
@@ -226,7 +234,7 @@ class LeaseKeeper:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
@@ -256,7 +264,7 @@ def live_workers(lane: str | None = None) -> int:
 # --- Sweeper ------------------------------------------------------------------------------------------
 
 
-def abort_expired(*, now=None) -> int:
+def abort_expired(*, now: datetime | None = None) -> int:
     """Queued jobs whose Cancel-After deadline passed are aborted (and refunded)."""
     from .services import job_finished_without_running
 
@@ -282,7 +290,7 @@ def abort_expired(*, now=None) -> int:
     return aborted
 
 
-def sweep(*, now=None) -> dict[str, int]:
+def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Recovers from dead workers and a lost broker. Safe to run anywhere, any number of times.
 
     - a running job whose lease expired goes back to the queue (attempt count kept), or fails

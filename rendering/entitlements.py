@@ -9,6 +9,7 @@ A technical failure, a deadline abort or the user's cancel before start is refun
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -20,6 +21,9 @@ from workstation.accounts.models import EndUser
 
 from .models import CreditEntry, CreditType, JobKind, JobStatus, RenderJob
 from .signals import render_job_finished
+
+if TYPE_CHECKING:
+    from avatars.models import Avatar
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ def charge(
     amount: int = 1,
     note: str,
     job: RenderJob | None = None,
-    avatar=None,
+    avatar: Avatar | None = None,
 ) -> CreditEntry:
     """Spends credits inside the caller's transaction; 402 if the balance is too low."""
     EndUser.objects.select_for_update().get(pk=end_user.pk)  # serializes spends per end user
@@ -95,7 +99,7 @@ def charge(
     )
 
 
-def generation_cost(*, avatar) -> int:
+def generation_cost(*, avatar: Avatar) -> int:
     """0 within the avatar's included allowance, else 1 generation credit."""
     used = RenderJob.objects.filter(
         kind__in=[JobKind.GENERATION, JobKind.REFINEMENT],
@@ -109,7 +113,7 @@ def refund_job(*, job: RenderJob, note: str) -> CreditEntry | None:
     """Returns what the job cost, once (a constraint forbids a second refund)."""
     charged = CreditEntry.objects.filter(reason=CreditEntry.Reason.CHARGE)
     if job.kind == JobKind.TRAINING:
-        charged = charged.filter(avatar_id=job.avatar_id, credit_type=CreditType.AVATAR)
+        charged = charged.filter(avatar=job.avatar_id, credit_type=CreditType.AVATAR)
     else:
         charged = charged.filter(job=job)
     entry = charged.first()
@@ -131,7 +135,7 @@ def refund_job(*, job: RenderJob, note: str) -> CreditEntry | None:
 
 
 @receiver(render_job_finished)
-def refund_unsuccessful_jobs(sender, job: RenderJob, **kwargs) -> None:
+def refund_unsuccessful_jobs(sender: object, job: RenderJob, **kwargs: object) -> None:
     """Every technical failure, abort, or cancel before start is refunded automatically."""
     if job.end_user_id is None or job.status == JobStatus.SUCCEEDED:
         return

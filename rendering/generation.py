@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -11,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from avatars.models import Avatar, AvatarStatus
+from templates_studio.models import Template
 from templates_studio.selectors import published_templates
 from templates_studio.services import template_stats_record
 from templates_studio.spec import render_spec_for_cell
@@ -38,7 +40,7 @@ def _existing(
     return job
 
 
-def _deadline(cancel_after_s: float | None):
+def _deadline(cancel_after_s: float | None) -> datetime | None:
     return timezone.now() + timedelta(seconds=cancel_after_s) if cancel_after_s else None
 
 
@@ -47,7 +49,7 @@ def _create(
     end_user: EndUser,
     kind: str,
     spec: dict,
-    template,
+    template: Template,
     avatar: Avatar,
     idempotency_key: str,
     cancel_after_s: float | None,
@@ -92,8 +94,8 @@ def _create(
 def generation_create(
     *,
     end_user: EndUser,
-    template_id,
-    avatar_id,
+    template_id: uuid.UUID | str,
+    avatar_id: uuid.UUID | str,
     likeness: float | None,
     idempotency_key: str = "",
     cancel_after_s: float | None = None,
@@ -111,6 +113,7 @@ def generation_create(
         raise InvalidInput({"avatar": ["No avatar with this id for this end user."]})
     if avatar.status != AvatarStatus.READY:
         raise ConflictError(f"The avatar is {avatar.status}, not ready.")
+    assert template.live_revision is not None  # published_templates() has a live revision
     live = template.live_revision.spec
     spec = render_spec_for_cell(
         live, avatar_id=str(avatar.id), seed=secrets.randbelow(2**31), likeness=likeness
@@ -142,7 +145,11 @@ def generation_refine(
         return existing, False
     if parent.status != JobStatus.SUCCEEDED:
         raise ConflictError("Only a succeeded generation can be refined.")
-    avatar = Avatar.objects.filter(pk=parent.avatar_id, status=AvatarStatus.READY).first()
+    avatar = (
+        Avatar.objects.filter(pk=parent.avatar_id, status=AvatarStatus.READY).first()
+        if parent.avatar_id is not None
+        else None
+    )
     if avatar is None or parent.template is None:
         raise ConflictError("The avatar or template of this generation is no longer available.")
     spec = dict(parent.spec)

@@ -6,6 +6,8 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -13,13 +15,17 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from workstation.accounts.models import User
+from workstation.accounts.models import EndUser, User
 from workstation.api.errors import ConflictError, InvalidInput
 
 from . import dispatch
 from .assets import resolve_asset_refs
 from .models import JobKind, JobStatus, Lane, RenderJob, RenderOutput
 from .signals import render_job_finished
+
+if TYPE_CHECKING:
+    from engine.runtime import RenderedImage
+    from engine.spec import RenderSpec
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +50,12 @@ def validate_render_spec(spec: dict) -> dict:
 
 
 def render_job_create(
-    *, kind: str, spec: dict, created_by: User | None = None, end_user=None, **fields
+    *,
+    kind: str,
+    spec: dict,
+    created_by: User | None = None,
+    end_user: EndUser | None = None,
+    **fields: Any,
 ) -> RenderJob:
     """Creates a queued job of record and sends a dispatch token once the transaction commits.
 
@@ -121,7 +132,7 @@ def job_cancel(*, job: RenderJob) -> RenderJob:
 # --- Running ---------------------------------------------------------------------------------------
 
 
-def _progress_writer(job: RenderJob):
+def _progress_writer(job: RenderJob) -> Callable[[int, int], None]:
     last_write = 0.0
 
     def on_progress(step: int, total: int) -> None:
@@ -137,7 +148,7 @@ def _progress_writer(job: RenderJob):
     return on_progress
 
 
-def _canceled(job: RenderJob):
+def _canceled(job: RenderJob) -> Callable[[], bool]:
     last_check = 0.0
 
     def should_cancel() -> bool:
@@ -153,7 +164,7 @@ def _canceled(job: RenderJob):
     return should_cancel
 
 
-def _render_options(job: RenderJob, spec) -> dict:
+def _render_options(job: RenderJob, spec: RenderSpec) -> dict[str, Any]:
     """Avatars come decrypted from our storage; their owner's face embedding ranks outputs.
 
     Every output except an operator's test render (a diagnostic, never published) carries the
@@ -163,7 +174,7 @@ def _render_options(job: RenderJob, spec) -> dict:
 
     from .avatar_source import load_avatar_lora
 
-    options: dict = {"avatar_source": load_avatar_lora}
+    options: dict[str, Any] = {"avatar_source": load_avatar_lora}
     if spec.avatar is not None:
         from avatars.models import Avatar
         from avatars.services import avatar_reference_embedding
@@ -181,7 +192,7 @@ def _render_options(job: RenderJob, spec) -> dict:
     return options
 
 
-def _screen_outputs(images: list) -> list:
+def _screen_outputs(images: list[RenderedImage]) -> list[RenderedImage]:
     """Drops outputs the configured content-safety checker flags (none configured: all pass)."""
     import io
 
@@ -196,7 +207,7 @@ def _screen_outputs(images: list) -> list:
     return [image for image, verdict in zip(images, verdicts, strict=True) if not verdict.flagged]
 
 
-def _store_outputs(job: RenderJob, images, steps: int) -> None:
+def _store_outputs(job: RenderJob, images: list[RenderedImage], steps: int) -> None:
     stored: list[str] = []
     try:
         with transaction.atomic():

@@ -29,7 +29,9 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from http.client import HTTPMessage
+from typing import IO
 from urllib.parse import urlsplit
 
 from celery import shared_task
@@ -155,7 +157,7 @@ def webhook_clear(*, client: ApiClient) -> None:
 # --- Events ---------------------------------------------------------------------------------------------
 
 
-def _time(value) -> str | None:
+def _time(value: datetime | None) -> str | None:
     return JSONEncoder().default(value) if value is not None else None
 
 
@@ -177,14 +179,14 @@ def job_event_payload(job: RenderJob, *, end_user_ref: str | None = None) -> dic
     }
 
 
-def _enqueue(delivery_id, *, countdown: float | None = None) -> None:
+def _enqueue(delivery_id: uuid.UUID | str, *, countdown: float | None = None) -> None:
     deliver_webhook.apply_async(
         args=[str(delivery_id)], countdown=countdown, queue=MAINTENANCE_QUEUE
     )
 
 
 @receiver(render_job_finished, dispatch_uid="rendering.webhooks.job_event")
-def job_event(sender, job: RenderJob, **kwargs) -> None:
+def job_event(sender: object, job: RenderJob, **kwargs: object) -> None:
     """Records an event for the end user's client, if it has a webhook. Runs inside the
     transaction of the job's final state; a failure here must not undo that state."""
     if job.end_user_id is None or job.status not in TERMINAL_STATUSES:
@@ -230,7 +232,15 @@ def event_body(delivery: WebhookDelivery) -> bytes:
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect is a failed delivery: it must not lead a signed event somewhere else."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         return None
 
 
@@ -277,7 +287,7 @@ class _Claim:
     secret: str
 
 
-def _claim(delivery_id) -> _Claim | None:
+def _claim(delivery_id: uuid.UUID | str) -> _Claim | None:
     """Locks the row; None unless it is undelivered, due and has a target. Counts the attempt
     and leases the row, so a concurrent duplicate finds it not due."""
     now = timezone.now()
@@ -370,7 +380,7 @@ def deliver(delivery_id: uuid.UUID | str) -> bool:
     return False
 
 
-def webhooks_sweep(*, now=None) -> dict:
+def webhooks_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Re-sends due undelivered events (a lost message is not a lost event) and deletes
     delivered or given-up events older than RETENTION. Run it every minute or so."""
     now = now or timezone.now()

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from avatars.api import IsApiClient
 from avatars.models import Avatar
-from workstation.accounts.models import Role
+from workstation.accounts.models import Role, User
 from workstation.api.errors import ConflictError, InvalidInput
 from workstation.api.permissions import HasRole, IsReviewer, IsStudioUser
 
@@ -648,7 +648,10 @@ class AssetListCreateView(generics.ListAPIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self):
-        return ControlAsset.objects.filter(owners=self.request.user)
+        user = self.request.user
+        if not isinstance(user, User):  # IsAuthor admits studio users only
+            return ControlAsset.objects.none()
+        return ControlAsset.objects.filter(owners=user)
 
     @extend_schema(
         summary="Upload a control or reference image (deduplicated by content)",
@@ -735,6 +738,7 @@ class PanelView(APIView):
 
 
 def _catalog_json(template: Template, request) -> dict:
+    assert template.live_revision is not None  # catalog templates have a live revision
     spec = template.live_revision.spec
     return {
         "id": str(template.id),

@@ -171,7 +171,7 @@ def _store_asset(
     with transaction.atomic():
         asset = ControlAsset.objects.select_for_update().filter(pk=digest).first()
         created = asset is None
-        if created:
+        if asset is None:
             name = asset_storage_name(digest)
             if not default_storage.exists(name):
                 default_storage.save(name, ContentFile(png))
@@ -295,7 +295,7 @@ def preview_create(
 
 
 @receiver(render_job_finished)
-def preview_cell_finished(sender, job: RenderJob, **kwargs) -> None:
+def preview_cell_finished(sender: object, job: RenderJob, **kwargs: object) -> None:
     if job.kind != JobKind.PREVIEW:
         return
     cell = PreviewCell.objects.filter(job=job).first()
@@ -481,7 +481,7 @@ def catalog_reorder(*, user: User, template_ids: list[uuid.UUID]) -> None:
         Template.objects.filter(pk=template_id).update(catalog_order=position)
 
 
-def template_stats_record(*, template_id, field: str, amount: int = 1) -> None:
+def template_stats_record(*, template_id: uuid.UUID | str, field: str, amount: int = 1) -> None:
     """Counts a generation, refinement, download or failure (called by the rendering side)."""
     if field not in ("generations", "refinements", "downloads", "failures"):
         raise ValueError(field)

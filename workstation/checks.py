@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
 def check_production_configuration(app_configs, **kwargs):
-    problems = []
+    problems: list[CheckMessage] = []
     if not settings.SECRET_KEY_FROM_ENVIRONMENT:
         problems.append(
             Error(

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from rendering.ops import metrics_view
@@ -12,7 +12,7 @@ handler403 = "workstation.api.errors.json_403"
 handler404 = "workstation.api.errors.json_404"
 handler500 = "workstation.api.errors.json_500"
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import cast
 
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from workstation.accounts.models import ApiClient, EndUser
 from workstation.accounts.selectors import api_client_for_key
@@ -64,6 +66,15 @@ class ConsumerPrincipal:
                 client=self.client, external_ref=self.end_user_ref
             ).first()
         return self._end_user
+
+
+def consumer_principal(request: Request) -> ConsumerPrincipal:
+    """The caller of a consumer endpoint (behind `IsConsumer`).
+
+    DRF's stubs type `request.user` as the Django user model; on consumer endpoints
+    `ApiClientAuthentication` sets it to a `ConsumerPrincipal` instead.
+    """
+    return cast(ConsumerPrincipal, request.user)
 
 
 class ApiClientAuthentication(authentication.BaseAuthentication):

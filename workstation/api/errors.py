@@ -148,6 +148,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         detail = getattr(exc, "detail", str(exc))
         message = str(detail if not isinstance(detail, (list, dict)) else _flatten(detail))
+    code: str | None
     if isinstance(exc, exceptions.ParseError):
         code = "malformed_request"
     else:

@@ -9,11 +9,22 @@ Studio objects owned by a studio user use `StudioOwnedMixin` likewise.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import models
 from django.db.models import QuerySet
 
-from .authentication import ConsumerPrincipal
+from workstation.accounts.models import User
+
+from .authentication import ConsumerPrincipal, consumer_principal
 from .permissions import IsConsumer
+
+if TYPE_CHECKING:
+    # The mixins go in front of a DRF generic view; importing the views here at run time
+    # would load DRF's view machinery while the models that use `ConsumerOwned` load.
+    from rest_framework.generics import GenericAPIView as _GenericView
+else:
+    _GenericView = object
 
 
 class ConsumerOwnedQuerySet(models.QuerySet):
@@ -35,7 +46,7 @@ class ConsumerOwned(models.Model):
         abstract = True
 
 
-class ConsumerScopedMixin:
+class ConsumerScopedMixin(_GenericView):
     """For DRF generic views over consumer data. Subclasses implement `scoped_queryset()`."""
 
     permission_classes = [IsConsumer]
@@ -44,10 +55,10 @@ class ConsumerScopedMixin:
         raise NotImplementedError
 
     def get_queryset(self) -> QuerySet:
-        return self.scoped_queryset().owned_by(self.request.user)
+        return self.scoped_queryset().owned_by(consumer_principal(self.request))
 
 
-class StudioOwnedMixin:
+class StudioOwnedMixin(_GenericView):
     """For views over objects a studio user owns: each user sees only their own, except the
     roles a view names in `roles_seeing_all` (e.g. operators over templates).
 
@@ -63,6 +74,6 @@ class StudioOwnedMixin:
     def get_queryset(self) -> QuerySet:
         user = self.request.user
         queryset = self.scoped_queryset()
-        if user.role in self.roles_seeing_all:
+        if isinstance(user, User) and user.role in self.roles_seeing_all:
             return queryset
         return queryset.filter(**{self.owner_field: user})
