@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    the workstation on embedded defaults (SQLite, filesystem broker, local files, tiny model)
-#   make test   the whole suite (ruff, pytest unit + integration + browser, Vitest)
+#   make test   the whole suite (ruff, mypy, deptry, ESLint, API drift, Vitest, pytest unit +
+#               integration + browser)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 .DEFAULT_GOAL := help
@@ -89,8 +90,13 @@ system-deps:
 chromium: system-deps
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-lint: venv
+# Static checks: each one fails the build when it fails.
+lint: venv frontend/node_modules/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/deptry .
+	cd frontend && npm run --silent lint
 
 pytest: venv frontend models chromium
 	rm -rf var/test
