@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from PIL import Image
 
-from workstation.api.errors import InvalidInput
+from workstation.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from workstation.api.scoping import ConsumerOwned, ConsumerOwnedQuerySet
+from workstation.ownership import ConsumerOwned, ConsumerOwnedQuerySet
 
 
 class ConsentRecord(ConsumerOwned):

@@ -27,7 +27,7 @@ from PIL import Image
 
 from workstation.accounts.models import EndUser, User
 from workstation.api.authentication import ConsumerPrincipal
-from workstation.api.errors import ConflictError, InvalidInput
+from workstation.errors import ConflictError, InsufficientCredits, InvalidInput
 
 from . import consent as agreement
 from . import crypto
@@ -207,7 +207,7 @@ def avatar_create(
         raise InvalidInput({"consent": ["The agreement has changed; ask for consent again."]})
     _check_quota(end_user)
     if settings.ENTITLEMENTS_ENFORCED:
-        from rendering.entitlements import InsufficientCredits, balance
+        from rendering.entitlements import balance
         from rendering.models import CreditType
 
         if balance(end_user=end_user, credit_type=CreditType.AVATAR) < 1:

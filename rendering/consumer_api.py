@@ -21,8 +21,8 @@ from rest_framework.views import APIView
 
 from templates_studio.services import template_stats_record
 from workstation.api.authentication import consumer_principal
-from workstation.api.errors import InvalidInput
 from workstation.api.permissions import IsConsumer
+from workstation.errors import InvalidInput
 
 from . import entitlements, generation, services
 from .dispatch import queue_estimate

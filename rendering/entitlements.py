@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.dispatch import receiver
-from rest_framework.exceptions import APIException
 
 from workstation.accounts.models import EndUser
+from workstation.errors import InsufficientCredits
 
 from .models import CreditEntry, CreditType, JobKind, JobStatus, RenderJob
 from .signals import render_job_finished
@@ -26,12 +26,6 @@ if TYPE_CHECKING:
     from avatars.models import Avatar
 
 logger = logging.getLogger(__name__)
-
-
-class InsufficientCredits(APIException):
-    status_code = 402
-    default_code = "insufficient_credits"
-    default_detail = "Not enough credits."
 
 
 def balance(*, end_user: EndUser, credit_type: str) -> int:

@@ -17,7 +17,7 @@ from templates_studio.selectors import published_templates
 from templates_studio.services import template_stats_record
 from templates_studio.spec import render_spec_for_cell
 from workstation.accounts.models import EndUser
-from workstation.api.errors import ConflictError, InvalidInput
+from workstation.errors import ConflictError, InvalidInput
 
 from . import entitlements
 from .models import CreditType, JobKind, JobStatus, RenderJob, RenderOutput

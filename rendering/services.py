@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workstation.accounts.models import EndUser, User
-from workstation.api.errors import ConflictError, InvalidInput
+from workstation.errors import ConflictError, InvalidInput
 
 from . import dispatch
 from .assets import resolve_asset_refs

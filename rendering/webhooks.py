@@ -42,7 +42,7 @@ from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
 from workstation.accounts.models import ApiClient, EndUser
-from workstation.api.errors import ConflictError, InvalidInput
+from workstation.errors import ConflictError, InvalidInput
 from workstation.queues import MAINTENANCE_QUEUE
 
 from .models import TERMINAL_STATUSES, RenderJob, WebhookDelivery

@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 from avatars.api import IsApiClient
 from avatars.models import Avatar
 from workstation.accounts.models import Role, User
-from workstation.api.errors import ConflictError, InvalidInput
 from workstation.api.permissions import HasRole, IsReviewer, IsStudioUser
+from workstation.errors import ConflictError, InvalidInput
 
 from . import services
 from .models import (

@@ -26,7 +26,7 @@ from rendering.models import JobKind, JobStatus, RenderJob
 from rendering.services import render_job_create
 from rendering.signals import render_job_finished
 from workstation.accounts.models import Role, User
-from workstation.api.errors import ConflictError, InvalidInput
+from workstation.errors import ConflictError, InvalidInput
 
 from .models import (
     AssetKind,

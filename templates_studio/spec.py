@@ -10,7 +10,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from workstation.api.errors import InvalidInput
+from workstation.errors import InvalidInput
 
 SAMPLERS = ["euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "heun"]
 CONTROL_KINDS = ["pose", "canny", "depth", "lighting", "reference"]

@@ -14,9 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from workstation.api.authentication import StudioSessionAuthentication
-from workstation.api.errors import InvalidInput
 from workstation.api.permissions import IsStudioUser
 from workstation.api.throttles import LoginRateThrottle
+from workstation.errors import InvalidInput
 
 from . import selectors, services
 from .models import User

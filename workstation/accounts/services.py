@@ -11,7 +11,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from workstation.api.errors import ConflictError, InvalidInput
+from workstation.errors import ConflictError, InvalidInput
 
 from .models import ApiClient, EndUser, Invitation, Role, User
 

@@ -5,7 +5,8 @@
                "request_id": "..."}}
 
 `fields` appears only on validation errors; nested fields are dotted (`controls.0.scale`).
-Services raise the exceptions below; views never build error bodies by hand.
+Services raise the plain errors of `workstation.errors`; `api_exception_handler` maps them
+here. Views never build error bodies by hand.
 """
 
 from __future__ import annotations
@@ -16,46 +17,18 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
+from workstation.errors import ApplicationError, InvalidInput, ServiceUnavailable
+
 logger = logging.getLogger(__name__)
-
-
-class InvalidInput(exceptions.ValidationError):
-    """A validation error raised by a service, naming the offending fields.
-
-    `details` optionally carries machine-readable items (e.g. one per rejected photo with a
-    stable `code`), returned as `error.details`.
-    """
-
-    def __init__(
-        self,
-        fields: dict[str, list[str]] | str,
-        *,
-        message: str | None = None,
-        details: list[dict[str, Any]] | None = None,
-    ):
-        super().__init__(fields)
-        self.message = message
-        self.details = details
-
-
-class ConflictError(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-    default_detail = "The request conflicts with the current state."
-
-
-class ServiceUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "service_unavailable"
-    default_detail = "A backing service is unavailable. Try again shortly."
 
 
 _CODES = {
     400: "invalid",
     401: "not_authenticated",
+    402: "insufficient_credits",
     403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",
@@ -119,7 +92,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("database unavailable: %s", type(exc).__name__)
         exc = ServiceUnavailable("The database is unavailable. Try again shortly.")
-    elif isinstance(exc, DatabaseError):
+    if isinstance(exc, ApplicationError):
+        return _application_error_response(exc, request)
+    if isinstance(exc, DatabaseError):
         logger.exception("database error")
         exc = exceptions.APIException("An internal error occurred.")
     elif isinstance(exc, Http404):
@@ -162,6 +137,22 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         details=getattr(exc, "details", None),
     )
     return response
+
+
+def _application_error_response(exc: ApplicationError, request: Any) -> Response:
+    fields = _flatten(exc.fields) if isinstance(exc, InvalidInput) and exc.fields else None
+    details = exc.details if isinstance(exc, InvalidInput) else None
+    return Response(
+        error_body(
+            status_code=exc.http_status,
+            message=exc.message,
+            code=exc.code,
+            fields=fields,
+            request=request,
+            details=details,
+        ),
+        status=exc.http_status,
+    )
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db import models
 from django.db.models import QuerySet
 
 from workstation.accounts.models import User
+from workstation.ownership import ConsumerOwned, ConsumerOwnedQuerySet
 
-from .authentication import ConsumerPrincipal, consumer_principal
+from .authentication import consumer_principal
 from .permissions import IsConsumer
 
 if TYPE_CHECKING:
@@ -25,25 +25,6 @@ if TYPE_CHECKING:
     from rest_framework.generics import GenericAPIView as _GenericView
 else:
     _GenericView = object
-
-
-class ConsumerOwnedQuerySet(models.QuerySet):
-    def owned_by(self, principal: ConsumerPrincipal) -> QuerySet:
-        end_user = principal.existing_end_user()
-        if end_user is None:
-            return self.none()
-        return self.filter(end_user=end_user)
-
-
-class ConsumerOwned(models.Model):
-    end_user = models.ForeignKey(
-        "accounts.EndUser", on_delete=models.CASCADE, related_name="+", db_index=True
-    )
-
-    objects = ConsumerOwnedQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
 
 
 class ConsumerScopedMixin(_GenericView):
@@ -77,3 +58,6 @@ class StudioOwnedMixin(_GenericView):
         if isinstance(user, User) and user.role in self.roles_seeing_all:
             return queryset
         return queryset.filter(**{self.owner_field: user})
+
+
+__all__ = ["ConsumerOwned", "ConsumerOwnedQuerySet", "ConsumerScopedMixin", "StudioOwnedMixin"]

@@ -467,7 +467,7 @@ def test_the_delivery_task_goes_to_the_maintenance_queue(
 @pytest.mark.django_db
 def test_local_webhook_urls_are_refused_outside_development(settings):
     from rendering.webhooks import validate_webhook_url
-    from workstation.api.errors import InvalidInput
+    from workstation.errors import InvalidInput
 
     settings.WEBHOOK_ALLOW_LOCAL = False
     with pytest.raises(InvalidInput):

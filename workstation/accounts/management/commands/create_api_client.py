@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.exceptions import APIException
 
 from workstation.accounts.services import api_client_create
+from workstation.errors import ApplicationError
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, **options):
         try:
             issued = api_client_create(name=name)
-        except APIException as exc:
-            raise CommandError(str(exc.detail)) from exc
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(f"API client {issued.client.name!r} created. Its key (shown once):")
         self.stdout.write(issued.key)

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.exceptions import APIException
 
 from workstation.accounts.models import Role
 from workstation.accounts.services import invitation_create
+from workstation.errors import ApplicationError
 
 
 class Command(BaseCommand):
@@ -15,8 +15,8 @@ class Command(BaseCommand):
     def handle(self, *args, email: str, role: str, **options):
         try:
             issued = invitation_create(email=email, role=role)
-        except APIException as exc:
-            raise CommandError(str(exc.detail)) from exc
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(
             f"Invitation for {issued.invitation.email} ({role}), valid until "
             f"{issued.invitation.expires_at:%Y-%m-%d %H:%M %Z}:\n{issued.url}"
