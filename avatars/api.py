@@ -10,12 +10,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from workstation.api.authentication import ConsumerPrincipal
-from workstation.api.permissions import IsOperator
+from workstation.api.permissions import IsApiClient, IsOperator
 from workstation.api.scoping import ConsumerScopedMixin
 
 from . import consent as agreement
@@ -23,14 +21,6 @@ from . import services
 from .audit import actor_of, audit
 from .models import Avatar, ConsentRecord
 from .selectors import avatar_queue_estimate
-
-
-class IsApiClient(BasePermission):
-    message = "This endpoint needs an API client key."
-
-    def has_permission(self, request, view) -> bool:
-        return isinstance(request.user, ConsumerPrincipal)
-
 
 # --- Consent -------------------------------------------------------------------------------------
 

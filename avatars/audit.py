@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from workstation.accounts.models import EndUser
-from workstation.api.authentication import ConsumerPrincipal
+from workstation.accounts.principals import ConsumerPrincipal
 
 from .models import AuditEvent
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rendering.dispatch import QueueEstimate, average_seconds, queue_estimate
-from rendering.models import JobKind, JobStatus
+from jobs.models import JobStatus
+from jobs.selectors import QueueEstimate, average_seconds, queue_estimate
 
+from .kinds import TRAINING
 from .models import IN_FLIGHT, Avatar, AvatarStatus
 
 
@@ -13,7 +14,7 @@ def avatar_queue_estimate(*, avatar: Avatar) -> QueueEstimate | None:
     seconds until the avatar should be ready: the wait plus one training run."""
     if avatar.status not in IN_FLIGHT:
         return None
-    per_avatar = average_seconds(JobKind.TRAINING)
+    per_avatar = average_seconds(TRAINING)
     if avatar.status != AvatarStatus.QUEUED:
         done = avatar.progress_step / avatar.progress_total if avatar.progress_total else 0.0
         return QueueEstimate(0, round(per_avatar * (1 - done), 1))

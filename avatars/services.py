@@ -13,7 +13,6 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -25,14 +24,22 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from PIL import Image
 
+from credits import services as credits
+from credits.models import CreditType
+from jobs.finishing import job_finished_without_running
+from jobs.models import JobStatus, OwnerTurn, RenderJob, RenderOutput
+from jobs.services import job_create
 from workstation.accounts.models import EndUser, User
-from workstation.api.authentication import ConsumerPrincipal
+from workstation.accounts.principals import ConsumerPrincipal
+from workstation.engine_host import get_engine, get_registry
 from workstation.errors import ConflictError, InsufficientCredits, InvalidInput
+from workstation.ownership import owner_key
 
 from . import consent as agreement
 from . import crypto
 from .audit import actor_of, audit
 from .intake import ScreenedPhotos, screen_photos
+from .kinds import TRAINING
 from .models import (
     IN_FLIGHT,
     Avatar,
@@ -41,9 +48,6 @@ from .models import (
     ConsentRecord,
     ErasureReceipt,
 )
-
-if TYPE_CHECKING:
-    from rendering.models import RenderJob, RenderOutput
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +129,6 @@ def consent_withdraw(*, principal: ConsumerPrincipal, consent: ConsentRecord) ->
 
 def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
     """Encrypts the crops and the reference embedding under a new data key; queues training."""
-    from rendering.models import JobKind
-    from rendering.services import render_job_create
-
     owner = str(avatar.id)
     data_key = crypto.new_data_key()
     stored: list[str] = []
@@ -147,16 +148,6 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
                 EndUser.objects.select_for_update().get(pk=avatar.end_user.pk)
                 _check_quota(avatar.end_user)
             avatar.save()
-            if avatar.end_user is not None and settings.ENTITLEMENTS_ENFORCED:
-                from rendering.entitlements import charge
-                from rendering.models import CreditType
-
-                charge(
-                    end_user=avatar.end_user,
-                    credit_type=CreditType.AVATAR,
-                    note="avatar training",
-                    avatar=avatar,
-                )
             for index, crop in enumerate(screened.crops):
                 buffer = io.BytesIO()
                 crop.save(buffer, format="PNG")  # pixels only: no EXIF, GPS or text chunks
@@ -168,13 +159,21 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
                 )
                 stored.append(name)
                 AvatarPhoto.objects.create(avatar=avatar, index=index, storage_name=name)
-            render_job_create(
-                kind=JobKind.TRAINING,
+            job = job_create(
+                kind=TRAINING,
                 spec={},
                 avatar=avatar,
                 end_user=avatar.end_user,
                 created_by=avatar.created_by if avatar.is_test_avatar else None,
             )
+            if avatar.end_user is not None and settings.ENTITLEMENTS_ENFORCED:
+                credits.charge(
+                    end_user=avatar.end_user,
+                    credit_type=CreditType.AVATAR,
+                    note="avatar training",
+                    job=job,
+                    avatar=avatar,
+                )
     except Exception:
         for name in stored:
             default_storage.delete(name)
@@ -206,12 +205,11 @@ def avatar_create(
     if consent.agreement_hash != agreement.agreement_hash():
         raise InvalidInput({"consent": ["The agreement has changed; ask for consent again."]})
     _check_quota(end_user)
-    if settings.ENTITLEMENTS_ENFORCED:
-        from rendering.entitlements import balance
-        from rendering.models import CreditType
-
-        if balance(end_user=end_user, credit_type=CreditType.AVATAR) < 1:
-            raise InsufficientCredits("Making an avatar needs 1 avatar credit; the balance is 0.")
+    if (
+        settings.ENTITLEMENTS_ENFORCED
+        and credits.balance(end_user=end_user, credit_type=CreditType.AVATAR) < 1
+    ):
+        raise InsufficientCredits("Making an avatar needs 1 avatar credit; the balance is 0.")
     screened = screen_photos(front=front, photos=photos)
     avatar = Avatar(end_user=end_user, consent=consent, name=name[:80])
     _store_photos_and_enqueue(avatar, screened)
@@ -326,9 +324,6 @@ def _finish_failed(avatar: Avatar, *, code: str, reason: str) -> TrainingOutcome
 
 def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
     """Fails the avatar's queued training job (which refunds the avatar credit)."""
-    from rendering.models import JobStatus
-    from rendering.services import job_finished_without_running
-
     for job in avatar.jobs.select_for_update().filter(status=JobStatus.QUEUED):
         job_finished_without_running(job, status=JobStatus.FAILED, code=code, message=reason)
 
@@ -338,7 +333,6 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
     job's lease. Photos are gone afterwards whatever happens."""
     from engine.errors import EngineError
     from engine.training import TrainingCanceled, TrainingConfig, lora_to_bytes, train_avatar_lora
-    from rendering.engine_host import get_engine, get_registry
 
     avatar = _claim_for_training(avatar_id)
     if avatar is None:
@@ -503,7 +497,6 @@ def _end_user_digest(end_user: EndUser) -> str:
 
 
 def _generated_outputs(end_user: EndUser) -> QuerySet[RenderOutput]:
-    from rendering.models import RenderOutput
 
     return RenderOutput.objects.filter(job__end_user=end_user).select_related("job")
 
@@ -511,7 +504,6 @@ def _generated_outputs(end_user: EndUser) -> QuerySet[RenderOutput]:
 @transaction.atomic
 def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
     """Removes everything held about this end user; keeps only a minimal receipt."""
-    from rendering.models import RenderJob
 
     end_user = principal.existing_end_user()
     counts = {"avatars": 0, "photos": 0, "generated_images": 0, "render_jobs": 0, "consents": 0}
@@ -529,7 +521,7 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
             counts["generated_images"] += 1
         # Job rows carry the specs (queue payloads of record); they go too.
         _, deleted = RenderJob.objects.filter(end_user=end_user).delete()
-        counts["render_jobs"] = deleted.get("rendering.RenderJob", 0)
+        counts["render_jobs"] = deleted.get("jobs.RenderJob", 0)
         now = timezone.now()
         for record in ConsentRecord.objects.filter(end_user=end_user).order_by("created_at"):
             consents.append(
@@ -543,9 +535,8 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
         counts["consents"] = len(consents)
         digest = _end_user_digest(end_user)
         ConsentRecord.objects.filter(end_user=end_user).delete()
-        from rendering.models import OwnerTurn
 
-        OwnerTurn.objects.filter(owner_key=f"eu:{end_user.pk}").delete()
+        OwnerTurn.objects.filter(owner_key=owner_key(end_user_id=end_user.pk)).delete()
         # Cascades to credit entries and webhook events; audit rows keep no link (SET_NULL).
         end_user.delete()
     else:

@@ -1,5 +1,5 @@
 """Thin Celery tasks: ids in, one service call. (Training runs through the queue of record:
-rendering.tasks.dispatch on the training lane.)"""
+jobs.tasks.dispatch on the training lane.)"""
 
 from celery import shared_task
 

@@ -15,10 +15,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from avatars.api import IsApiClient
 from avatars.models import Avatar
+from jobs.selectors import queue_estimate
 from workstation.accounts.models import Role, User
-from workstation.api.permissions import HasRole, IsReviewer, IsStudioUser
+from workstation.api.permissions import HasRole, IsApiClient, IsReviewer, IsStudioUser
 from workstation.errors import ConflictError, InvalidInput
 
 from . import services
@@ -204,12 +204,9 @@ def grid_json(preview: Preview, request) -> dict:
     queued_ahead = None
     pending_jobs = [c.job for c in cells.values() if c.status == CellStatus.PENDING and c.job]
     if pending_jobs:
-        from rendering.models import JobStatus, RenderJob
-
-        oldest = min(job.created_at for job in pending_jobs)
-        queued_ahead = RenderJob.objects.filter(
-            status=JobStatus.QUEUED, created_at__lt=oldest
-        ).count()
+        # The grid's next cell: where it stands under the fair policy (jobs.selectors).
+        estimate = queue_estimate(min(pending_jobs, key=lambda job: job.created_at))
+        queued_ahead = estimate.position if estimate is not None else 0
     return {
         "id": str(preview.id),
         "revision": preview.revision.number,

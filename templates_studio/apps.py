@@ -6,5 +6,6 @@ class TemplatesStudioConfig(AppConfig):
     verbose_name = "Templates studio"
 
     def ready(self) -> None:
-        # Connects the receiver that fills preview cells when their jobs finish (in workers).
-        from . import services  # noqa: F401
+        from . import kinds
+
+        kinds.register_kinds()

@@ -128,7 +128,7 @@ class PreviewCell(models.Model):
     seed = models.BigIntegerField()
     engine_version = models.CharField(max_length=64)
     job = models.OneToOneField(
-        "rendering.RenderJob",
+        "jobs.RenderJob",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -230,7 +230,7 @@ class TemplateEvent(models.Model):
 
 
 class TemplateStats(models.Model):
-    """Counters the rendering side increments: the designers' feedback loop."""
+    """Counters the consumer side (generations) increments: the designers' feedback loop."""
 
     template = models.OneToOneField(
         Template, on_delete=models.CASCADE, related_name="stats", primary_key=True

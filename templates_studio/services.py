@@ -16,18 +16,17 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
-from django.dispatch import receiver
 from django.utils.text import slugify
 from PIL import Image
 
 from avatars.models import Avatar, AvatarStatus
-from rendering.assets import asset_storage_name
-from rendering.models import JobKind, JobStatus, RenderJob
-from rendering.services import render_job_create
-from rendering.signals import render_job_finished
+from jobs.assets import asset_storage_name
+from jobs.models import JobStatus, RenderJob
+from jobs.services import job_create
 from workstation.accounts.models import Role, User
 from workstation.errors import ConflictError, InvalidInput
 
+from .kinds import PREVIEW
 from .models import (
     AssetKind,
     CellStatus,
@@ -277,8 +276,8 @@ def preview_create(
                     engine_version=settings.ENGINE_VERSION,
                 )
                 if created or cell.status == CellStatus.FAILED:
-                    job = render_job_create(
-                        kind=JobKind.PREVIEW,
+                    job = job_create(
+                        kind=PREVIEW,
                         created_by=user,
                         spec=render_spec_for_cell(
                             revision.spec, avatar_id=str(avatar.id), seed=seed
@@ -294,10 +293,8 @@ def preview_create(
     return preview
 
 
-@receiver(render_job_finished)
-def preview_cell_finished(sender: object, job: RenderJob, **kwargs: object) -> None:
-    if job.kind != JobKind.PREVIEW:
-        return
+def preview_cell_finished(job: RenderJob) -> None:
+    """The preview kind's terminal hook: the cell shows the job's image or its failure."""
     cell = PreviewCell.objects.filter(job=job).first()
     if cell is None:
         return
@@ -482,7 +479,7 @@ def catalog_reorder(*, user: User, template_ids: list[uuid.UUID]) -> None:
 
 
 def template_stats_record(*, template_id: uuid.UUID | str, field: str, amount: int = 1) -> None:
-    """Counts a generation, refinement, download or failure (called by the rendering side)."""
+    """Counts a generation, refinement, download or failure (called by generations)."""
     if field not in ("generations", "refinements", "downloads", "failures"):
         raise ValueError(field)
     TemplateStats.objects.filter(template_id=template_id).update(**{field: F(field) + amount})

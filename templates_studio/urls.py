@@ -70,8 +70,5 @@ studio_urlpatterns = [
     path("test-avatars", api.PanelView.as_view(), name="studio-panel"),
 ]
 
-catalog_urlpatterns = [
-    path("catalog/templates", api.CatalogListView.as_view(), name="catalog-list"),
-    path("catalog/templates/<uuid:pk>", api.CatalogDetailView.as_view(), name="catalog-detail"),
-    path("catalog/templates/<uuid:pk>/cover", api.CatalogCoverView.as_view(), name="catalog-cover"),
-]
+# Mounted under /api/studio/ (the catalog, under /api/v1/, is catalog_urls.py).
+urlpatterns = studio_urlpatterns

@@ -22,7 +22,7 @@ def _trained_once() -> tuple[bytes, bytes]:
 
     from engine import faces
     from engine.training import TrainingConfig, lora_to_bytes, train_avatar_lora
-    from rendering.engine_host import get_engine
+    from workstation.engine_host import get_engine
 
     prepared = faces.prepare_training_photos(P.front_photo(), P.same_person_photos(3))
     trained = train_avatar_lora(

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageFilter
 
-from workstation import demo
+from templates_studio import demo
 
 
 @lru_cache(maxsize=1)

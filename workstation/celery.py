@@ -46,7 +46,7 @@ def load_models_before_first_job(sender=None, **kwargs) -> None:
 
     if not settings.ENGINE_WARM_ON_START:
         return
-    from rendering.engine_host import get_engine
+    from workstation.engine_host import get_engine
 
     try:
         get_engine().pipeline()

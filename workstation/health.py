@@ -19,6 +19,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from workstation.engine_host import get_registry
+from workstation.notices import current_notices
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,8 +68,6 @@ def check_storage() -> ComponentState:
 
 
 def check_engine() -> ComponentState:
-    from rendering.engine_host import get_registry
-
     try:
         registry = get_registry()
         state = registry.status()[registry.default_base]
@@ -107,13 +108,11 @@ class HealthView(APIView):
             logger.warning(
                 "health: %s", {n: s.detail for n, s in components.items() if not s.ready}
             )
-        from avatars.safety import describe as describe_safety
-
         return Response(
             {
                 "status": "ok" if ready else "unavailable",
                 # Not a readiness gate, but never silent: say plainly what is not screened.
-                "notices": {"content_safety": describe_safety()},
+                "notices": current_notices(),
                 "components": {
                     name: {"ready": state.ready, "detail": state.detail}
                     for name, state in components.items()

@@ -12,7 +12,7 @@ MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (RENDER_QUEUE, TRAINING_QUEUE, MAINTENANCE_QUEUE)
 
 # Dispatch tokens name their lane's queue explicitly (apply_async(queue=lane)); the lane names
-# in rendering.models.Lane equal these queue names.
+# in jobs.models.Lane equal these queue names.
 TASK_ROUTES = {
     "*.tasks.maintenance_*": {"queue": MAINTENANCE_QUEUE},
 }

@@ -62,9 +62,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "workstation.accounts",
-    "templates_studio",
+    # Lowest layer first (docs/ARCHITECTURE.md): the queue, then the product apps.
+    "jobs",
+    "credits",
     "avatars",
-    "rendering",
+    "templates_studio",
+    "generations",
 ]
 
 MIDDLEWARE = [
@@ -312,11 +315,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("RETENTION_SWEEP_INTERVAL_S", default=15 * 60),
     },
     "queue-sweep": {
-        "task": "rendering.tasks.maintenance_sweep",
+        "task": "jobs.tasks.maintenance_sweep",
         "schedule": SWEEP_INTERVAL_S,
     },
     "webhooks-sweep": {
-        "task": "rendering.webhooks.maintenance_webhooks_sweep",
+        "task": "generations.tasks.maintenance_webhooks_sweep",
         "schedule": 60,
         "options": {"queue": "maintenance"},
     },
@@ -361,7 +364,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/(v1|studio)",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "RenderJobStatusEnum": "rendering.models.JobStatus",
+        "RenderJobStatusEnum": "jobs.models.JobStatus",
         "AvatarStatusEnum": "avatars.models.AvatarStatus",
     },
     # Swagger UI assets ship with the package: the docs page works offline.

@@ -1,9 +1,10 @@
+"""The root URLconf: the composition root. It names each app's URLs by module path (strings),
+so the project package imports no product app."""
+
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from rendering.ops import metrics_view
-from templates_studio.urls import catalog_urlpatterns, studio_urlpatterns
 from workstation.health import HealthView
 from workstation.spa import studio_app
 
@@ -17,15 +18,17 @@ api_v1: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("workstation.accounts.urls")),
-    path("", include("rendering.urls")),
+    path("", include("jobs.urls")),
+    path("", include("credits.urls")),
+    path("", include("generations.urls")),
     path("", include("avatars.urls")),
-    path("", include(catalog_urlpatterns)),
+    path("", include("templates_studio.catalog_urls")),
 ]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
-    path("api/studio/", include(studio_urlpatterns)),
-    path("metrics", metrics_view, name="metrics"),
+    path("api/studio/", include("templates_studio.urls")),
+    path("", include("jobs.metrics_urls")),
     path("admin/", admin.site.urls),
     path("studio/", studio_app, name="studio"),
     re_path(r"^studio/(?P<path>.*)$", studio_app),

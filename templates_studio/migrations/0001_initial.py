@@ -12,7 +12,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("avatars", "0001_initial"),
-        ("rendering", "0002_renderoutput_likeness"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -134,16 +133,6 @@ class Migration(migrations.Migration):
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
                         to="avatars.avatar",
-                    ),
-                ),
-                (
-                    "job",
-                    models.OneToOneField(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="preview_cell",
-                        to="rendering.renderjob",
                     ),
                 ),
             ],

@@ -18,9 +18,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from rendering import dispatch
-from rendering import services as rendering_services
-from rendering.models import CreditEntry, JobStatus, RenderJob
+from credits.models import CreditEntry
+from jobs import dispatch
+from jobs import services as rendering_services
+from jobs.models import JobStatus, RenderJob
 
 from ..factories import published_template, ready_consumer_avatar
 from .conftest import ROOT, purge_queues, wait_for

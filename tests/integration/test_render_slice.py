@@ -5,7 +5,7 @@ import hashlib
 import pytest
 from django.core.files.storage import default_storage
 
-from rendering.models import RenderJob
+from jobs.models import RenderJob
 
 from .conftest import wait_for
 

@@ -98,7 +98,7 @@ class ApiClient(models.Model):
     key_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    # Optional webhook (rendering.webhooks): job events are POSTed here, signed with the
+    # Optional webhook (generations/webhooks.py): job events are POSTed here, signed with the
     # secret (HMAC-SHA256). The secret is kept in clear because we must sign with it; it is
     # shown to the client once, when generated, and never logged.
     webhook_url = models.URLField(max_length=500, blank=True)

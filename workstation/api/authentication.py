@@ -9,63 +9,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import cast
 
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from workstation.accounts.models import ApiClient, EndUser
+from workstation.accounts.principals import END_USER_HEADER, ConsumerPrincipal
 from workstation.accounts.selectors import api_client_for_key
 
-END_USER_HEADER = "X-End-User"
+__all__ = ["END_USER_HEADER", "ApiClientAuthentication", "ConsumerPrincipal", "consumer_principal"]
 _END_USER_REF = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-
-
-@dataclass
-class ConsumerPrincipal:
-    """The authenticated caller of a consumer endpoint. Not a Django user."""
-
-    client: ApiClient
-    end_user_ref: str | None
-    _end_user: EndUser | None = field(default=None, repr=False)
-
-    is_authenticated = True
-    is_anonymous = False
-    is_active = True
-    role = None
-
-    @property
-    def pk(self) -> str:
-        return f"client:{self.client.pk}"
-
-    def has_role(self, *roles: str) -> bool:
-        return False
-
-    @property
-    def end_user(self) -> EndUser:
-        """The EndUser row, created on first use (the client chose the reference)."""
-        if self.end_user_ref is None:
-            raise exceptions.ValidationError(
-                {END_USER_HEADER: [f"The {END_USER_HEADER} header is required."]}
-            )
-        if self._end_user is None:
-            from workstation.accounts.services import end_user_get_or_create
-
-            self._end_user = end_user_get_or_create(
-                client=self.client, external_ref=self.end_user_ref
-            )
-        return self._end_user
-
-    def existing_end_user(self) -> EndUser | None:
-        """The EndUser row if it exists; never creates one (for reads)."""
-        if self.end_user_ref is None:
-            return None
-        if self._end_user is None:
-            self._end_user = EndUser.objects.filter(
-                client=self.client, external_ref=self.end_user_ref
-            ).first()
-        return self._end_user
 
 
 def consumer_principal(request: Request) -> ConsumerPrincipal:

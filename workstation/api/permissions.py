@@ -47,3 +47,12 @@ class IsConsumer(BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return isinstance(user, ConsumerPrincipal) and user.end_user_ref is not None
+
+
+class IsApiClient(BasePermission):
+    """An API client's key, with or without X-End-User (webhooks, consent text, catalog)."""
+
+    message = "This endpoint needs an API client key."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, ConsumerPrincipal)

@@ -44,7 +44,7 @@ def grant_credits(client, avatar: int = 5, generation: int = 10) -> None:
 def train(avatar_id: str) -> None:
     """Runs the avatar's training job through the real job runner (claim, lease, train)."""
     from avatars.models import Avatar
-    from rendering.services import render_job_execute
+    from jobs.runner import render_job_execute
 
     for job in Avatar.objects.get(pk=avatar_id).jobs.all():
         render_job_execute(job_id=job.id, worker="test-worker")

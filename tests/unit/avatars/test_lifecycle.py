@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from avatars import crypto, services
 from avatars.models import AuditEvent, Avatar, AvatarStatus, ConsentRecord, ErasureReceipt
-from rendering.models import JobKind, RenderJob, RenderOutput
+from generations.kinds import GENERATION
+from jobs.models import RenderJob, RenderOutput
 from workstation.accounts.models import EndUser
 
 from ... import photos as P
@@ -69,8 +70,8 @@ def test_redelivered_training_message_trains_once(make_avatar, tiny_models):
 
 
 def test_dead_workers_lease_expires_and_the_job_runs_again(make_avatar, tiny_models):
-    from rendering import dispatch
-    from rendering.models import JobStatus
+    from jobs import dispatch
+    from jobs.models import JobStatus
 
     avatar_id = make_avatar()
     job = Avatar.objects.get(pk=avatar_id).jobs.get()
@@ -96,7 +97,7 @@ def test_training_failure_deletes_photos_and_records_reason(make_avatar, tiny_mo
     assert avatar.status == AvatarStatus.FAILED
     assert avatar.failure_code == "training_error" and "not charged" in avatar.failure_reason
     assert list_objects(f"avatars/{avatar_id}") == []
-    from rendering.entitlements import balance
+    from credits.services import balance
 
     assert balance(end_user=avatar.end_user, credit_type="avatar") == 5  # refunded
 
@@ -144,7 +145,7 @@ def test_export_holds_metadata_consents_and_generated_images(make_avatar, consum
     avatar_id = make_avatar()
     train(avatar_id)
     end_user = EndUser.objects.get(external_ref="alice")
-    job = RenderJob.objects.create(kind=JobKind.GENERATION, end_user=end_user, spec={})
+    job = RenderJob.objects.create(kind=GENERATION, end_user=end_user, spec={})
     name = default_storage.save(f"renders/{job.id}/0.png", io.BytesIO(P.png(P.astronaut())))
     RenderOutput.objects.create(
         job=job, index=0, storage_name=name, width=1, height=1, seed=1, sha256="x"
@@ -165,8 +166,9 @@ def test_export_holds_metadata_consents_and_generated_images(make_avatar, consum
 def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     make_avatar, consumer, tiny_models, tmp_path
 ):
-    from rendering.models import CreditEntry, OwnerTurn
-    from rendering.services import dispatch_once
+    from credits.models import CreditEntry
+    from jobs.models import OwnerTurn
+    from jobs.runner import dispatch_once
 
     ready_id = make_avatar()
     dispatch_once(lane="training", worker="w")  # the fair claim remembers alice's turn
@@ -176,7 +178,7 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     queued_id = make_avatar()  # photos still stored
     end_user = EndUser.objects.get(external_ref="alice")
     job = RenderJob.objects.create(
-        kind=JobKind.GENERATION, end_user=end_user, spec={"p": 1}, avatar_id=ready_id
+        kind=GENERATION, end_user=end_user, spec={"p": 1}, avatar_id=ready_id
     )  # deleting the avatar must not orphan it
     name = default_storage.save(f"renders/{job.id}/0.png", io.BytesIO(b"\x89PNG fake"))
     RenderOutput.objects.create(

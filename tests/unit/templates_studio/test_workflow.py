@@ -7,8 +7,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
 from PIL import Image
 
-from rendering.models import JobStatus, RenderJob
-from rendering.services import render_job_execute
+from jobs.models import JobStatus, RenderJob
+from jobs.runner import render_job_execute
 from templates_studio.models import Review, ReviewState, Template, TemplateEvent
 
 from ... import photos as P

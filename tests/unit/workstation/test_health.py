@@ -1,6 +1,6 @@
 import pytest
 
-from rendering.engine_host import get_registry
+from workstation.engine_host import get_registry
 
 pytestmark = pytest.mark.django_db
 

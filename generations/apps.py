@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+from jobs import registry
+
+
+class GenerationsConfig(AppConfig):
+    name = "generations"
+    verbose_name = "Consumer generations and webhooks"
+
+    def ready(self) -> None:
+        from . import kinds
+        from .webhooks import job_event
+
+        kinds.register_kinds()
+        # Every kind's terminal state may concern an API client (avatars' training too).
+        registry.register_finished_hook(job_event)

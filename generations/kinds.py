@@ -1,0 +1,19 @@
+"""The consumer's job kinds: a generation from a published template, and "more like me"."""
+
+from __future__ import annotations
+
+from jobs.models import PRIORITY_CONSUMER, Lane
+from jobs.registry import JobKindSpec, register
+
+GENERATION = "generation"
+REFINEMENT = "refinement"
+CONSUMER_KINDS = (GENERATION, REFINEMENT)
+
+
+def register_kinds() -> None:
+    for name in CONSUMER_KINDS:
+        register(
+            JobKindSpec(
+                name=name, lane=Lane.RENDER, priority=PRIORITY_CONSUMER, consumer_facing=True
+            )
+        )

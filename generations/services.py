@@ -1,0 +1,195 @@
+"""Consumer generation and "more like me" refinement, on the queue of record."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from avatars.models import Avatar, AvatarStatus
+from credits import services as credits
+from credits.models import CreditType
+from jobs.models import JobStatus, RenderJob, RenderOutput
+from jobs.services import job_create
+from templates_studio.models import Template
+from templates_studio.selectors import published_templates
+from templates_studio.services import template_stats_record
+from templates_studio.spec import render_spec_for_cell
+from workstation.accounts.models import EndUser
+from workstation.errors import ConflictError, InvalidInput
+from workstation.ownership import owner_key
+
+from .kinds import CONSUMER_KINDS, GENERATION, REFINEMENT
+
+OUTPUT_SALT = "render-output"
+
+
+def _existing(
+    end_user: EndUser, idempotency_key: str, *, kind: str, parent: RenderJob | None = None
+) -> RenderJob | None:
+    """The job this key already created; 409 if the key was used for a different request."""
+    if not idempotency_key:
+        return None
+    job = RenderJob.objects.filter(
+        owner_key=owner_key(end_user_id=end_user.pk), idempotency_key=idempotency_key
+    ).first()
+    if job is not None and (job.kind != kind or job.parent_id != (parent.pk if parent else None)):
+        raise ConflictError("This Idempotency-Key was already used for a different request.")
+    return job
+
+
+def generation_cost(*, avatar: Avatar) -> int:
+    """0 within the avatar's included allowance (AVATAR_GENERATION_ALLOWANCE), else 1
+    generation credit."""
+    used = RenderJob.objects.filter(
+        kind__in=CONSUMER_KINDS,
+        avatar=avatar,
+        status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED],
+    ).count()
+    return 0 if used < settings.AVATAR_GENERATION_ALLOWANCE else 1
+
+
+def _deadline(cancel_after_s: float | None) -> datetime | None:
+    return timezone.now() + timedelta(seconds=cancel_after_s) if cancel_after_s else None
+
+
+def _create(
+    *,
+    end_user: EndUser,
+    kind: str,
+    spec: dict,
+    template: Template,
+    avatar: Avatar,
+    idempotency_key: str,
+    cancel_after_s: float | None,
+    parent: RenderJob | None = None,
+) -> tuple[RenderJob, bool]:
+    try:
+        with transaction.atomic():
+            # Lock the end user first: allowance counting and spending are serialized per user.
+            EndUser.objects.select_for_update().get(pk=end_user.pk)
+            cost = generation_cost(avatar=avatar)
+            job = job_create(
+                kind=kind,
+                spec=spec,
+                end_user=end_user,
+                template=template,
+                avatar=avatar,
+                parent=parent,
+                idempotency_key=idempotency_key,
+                deadline_at=_deadline(cancel_after_s),
+            )
+            if cost and settings.ENTITLEMENTS_ENFORCED:
+                credits.charge(
+                    end_user=end_user,
+                    credit_type=CreditType.GENERATION,
+                    amount=cost,
+                    note=f"{kind} beyond the allowance",
+                    job=job,
+                )
+            Avatar.objects.filter(pk=avatar.pk).update(
+                last_used_at=timezone.now(), deletion_notice_at=None
+            )
+    except IntegrityError:  # the same Idempotency-Key raced in a parallel request
+        existing = _existing(end_user, idempotency_key, kind=kind, parent=parent)
+        if existing is None:
+            raise
+        return existing, False
+    field = "refinements" if kind == REFINEMENT else "generations"
+    template_stats_record(template_id=template.pk, field=field)
+    return job, True
+
+
+def generation_create(
+    *,
+    end_user: EndUser,
+    template_id: uuid.UUID | str,
+    avatar_id: uuid.UUID | str,
+    likeness: float | None,
+    idempotency_key: str = "",
+    cancel_after_s: float | None = None,
+) -> tuple[RenderJob, bool]:
+    """Renders a published template's candidates for the end user's ready avatar and keeps the
+    best by likeness. The same Idempotency-Key returns the same job (created=False)."""
+    existing = _existing(end_user, idempotency_key, kind=GENERATION)
+    if existing is not None:
+        return existing, False
+    template = published_templates().filter(pk=template_id).first()
+    if template is None:
+        raise InvalidInput({"template": ["No published template with this id."]})
+    avatar = Avatar.objects.filter(pk=avatar_id, end_user=end_user, is_test_avatar=False).first()
+    if avatar is None:
+        raise InvalidInput({"avatar": ["No avatar with this id for this end user."]})
+    if avatar.status != AvatarStatus.READY:
+        raise ConflictError(f"The avatar is {avatar.status}, not ready.")
+    assert template.live_revision is not None  # published_templates() has a live revision
+    live = template.live_revision.spec
+    spec = render_spec_for_cell(
+        live, avatar_id=str(avatar.id), seed=secrets.randbelow(2**31), likeness=likeness
+    )
+    spec["num_images"] = live["candidates"]
+    spec["keep"] = live["keep"]
+    return _create(
+        end_user=end_user,
+        kind=GENERATION,
+        spec=spec,
+        template=template,
+        avatar=avatar,
+        idempotency_key=idempotency_key,
+        cancel_after_s=cancel_after_s,
+    )
+
+
+def generation_refine(
+    *,
+    end_user: EndUser,
+    parent: RenderJob,
+    idempotency_key: str = "",
+    cancel_after_s: float | None = None,
+) -> tuple[RenderJob, bool]:
+    """ "More like me": the same composition one refinement level further (the engine raises
+    the avatar's weight, lowers the styles' and re-renders the face)."""
+    existing = _existing(end_user, idempotency_key, kind=REFINEMENT, parent=parent)
+    if existing is not None:
+        return existing, False
+    if parent.status != JobStatus.SUCCEEDED:
+        raise ConflictError("Only a succeeded generation can be refined.")
+    avatar = (
+        Avatar.objects.filter(pk=parent.avatar_id, status=AvatarStatus.READY).first()
+        if parent.avatar_id is not None
+        else None
+    )
+    if avatar is None or parent.template is None:
+        raise ConflictError("The avatar or template of this generation is no longer available.")
+    spec = dict(parent.spec)
+    spec["refine_level"] = int(spec.get("refine_level", 0)) + 1
+    # The face pass needs at least one denoising step at its default strength (0.35).
+    if spec.get("steps", 0) * 0.35 >= 1:
+        spec.setdefault("face_refine", {})
+    return _create(
+        end_user=end_user,
+        kind=REFINEMENT,
+        spec=spec,
+        template=parent.template,
+        avatar=avatar,
+        idempotency_key=idempotency_key,
+        cancel_after_s=cancel_after_s,
+        parent=parent,
+    )
+
+
+def output_token(output: RenderOutput) -> str:
+    return signing.dumps({"o": output.pk}, salt=OUTPUT_SALT, compress=True)
+
+
+def output_from_token(token: str) -> RenderOutput | None:
+    try:
+        data = signing.loads(token, salt=OUTPUT_SALT, max_age=settings.OUTPUT_URL_TTL_S)
+    except signing.BadSignature:
+        return None
+    return RenderOutput.objects.select_related("job").filter(pk=data.get("o")).first()
