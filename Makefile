@@ -95,6 +95,7 @@ lint: venv frontend/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/deptry .
 	cd frontend && npm run --silent lint
 

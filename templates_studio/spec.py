@@ -10,9 +10,11 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from engine.spec import SAMPLERS as ENGINE_SAMPLERS
 from workstation.errors import InvalidInput
 
-SAMPLERS = ["euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "heun"]
+# The engine's list is the only one: the spec schema publishes it to the studio.
+SAMPLERS = list(ENGINE_SAMPLERS)
 CONTROL_KINDS = ["pose", "canny", "depth", "lighting", "reference"]
 ASPECT_RATIOS = {"1:1": (1, 1), "3:4": (3, 4), "4:3": (4, 3), "2:3": (2, 3), "9:16": (9, 16)}
 
