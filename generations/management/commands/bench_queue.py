@@ -21,6 +21,7 @@ from jobs import dispatch
 from jobs.models import OwnerTurn, RenderJob, WorkerHeartbeat
 from workstation.accounts.models import ApiClient, EndUser
 from workstation.accounts.services import api_client_create
+from workstation.ownership import owner_key
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -52,7 +53,6 @@ class Command(BaseCommand):
                     spec={"prompt": "x", "seed": i},
                 )
             )
-            job.owner_key = f"eu:{end_users[i % owners].pk}"
             job.created_at = now
             job.token_sent_at = now
             rows.append(job)
@@ -64,7 +64,9 @@ class Command(BaseCommand):
             self._measure(issued, end_users, rows, requests, claims)
         finally:
             RenderJob.objects.filter(end_user__client=issued.client).delete()
-            OwnerTurn.objects.filter(owner_key__in=[f"eu:{u.pk}" for u in end_users]).delete()
+            OwnerTurn.objects.filter(
+                owner_key__in=[owner_key(end_user_id=u.pk) for u in end_users]
+            ).delete()
             WorkerHeartbeat.objects.filter(name="bench-worker").delete()
             EndUser.objects.filter(client=issued.client).delete()
             ApiClient.objects.filter(pk=issued.client.pk).delete()
