@@ -22,6 +22,7 @@ CPU: 1 and 2 threads give different bytes).
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import threading
@@ -84,6 +85,9 @@ class RenderedImage:
     likeness: float | None = None
     candidate: int = 0
     format: str = "PNG"
+    # SHA-256 of the pixels before any label: equal for equal renders whatever the job id the
+    # labels carry (a "more like me" step that changed nothing is found by it).
+    content_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -836,8 +840,13 @@ class Engine:
         results = []
         for index in order:
             image = images[index]
-            data, fmt = encode_png(image), "PNG"
-            if label is not None:
+            content = hashlib.sha256(
+                f"{image.mode}:{image.width}x{image.height}:".encode() + image.tobytes()
+            ).hexdigest()
+            fmt = "PNG"
+            if label is None:
+                data = encode_png(image)
+            else:
                 from engine.labels import DEFAULT_TEXT, apply_labels
 
                 fmt = label.format
@@ -850,7 +859,14 @@ class Engine:
                 )
             results.append(
                 RenderedImage(
-                    data, seeds[index], image.width, image.height, scores[index], index, fmt
+                    data,
+                    seeds[index],
+                    image.width,
+                    image.height,
+                    scores[index],
+                    index,
+                    fmt,
+                    content,
                 )
             )
         return results

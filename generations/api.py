@@ -58,6 +58,10 @@ def job_json(job: RenderJob, request) -> dict:
         if estimate
         else None,
         "output": outputs,
+        # Said plainly when a refinement changed nothing (and so was not charged).
+        "notice": services.IDENTICAL_REFINEMENT_NOTICE
+        if services.refinement_identical_to_parent(job)
+        else None,
         "deadline_at": job.deadline_at,
         "urls": {
             "get": request.build_absolute_uri(detail),

@@ -11,9 +11,19 @@ CONSUMER_KINDS = (GENERATION, REFINEMENT)
 
 
 def register_kinds() -> None:
-    for name in CONSUMER_KINDS:
-        register(
-            JobKindSpec(
-                name=name, lane=Lane.RENDER, priority=PRIORITY_CONSUMER, consumer_facing=True
-            )
+    from .services import refund_identical_refinement
+
+    register(
+        JobKindSpec(
+            name=GENERATION, lane=Lane.RENDER, priority=PRIORITY_CONSUMER, consumer_facing=True
         )
+    )
+    register(
+        JobKindSpec(
+            name=REFINEMENT,
+            lane=Lane.RENDER,
+            priority=PRIORITY_CONSUMER,
+            consumer_facing=True,
+            on_finished=(refund_identical_refinement,),
+        )
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
@@ -14,6 +16,10 @@ from django.utils import timezone
 from avatars.models import Avatar, AvatarStatus
 from credits import services as credits
 from credits.models import CreditType
+from engine.errors import SpecError
+from engine.likeness import refine_spec
+from engine.spec import RenderSpec
+from jobs.assets import with_placeholder_images
 from jobs.models import JobStatus, RenderJob, RenderOutput
 from jobs.services import job_create
 from templates_studio.models import Template
@@ -27,6 +33,9 @@ from workstation.ownership import owner_key
 from .kinds import CONSUMER_KINDS, GENERATION, REFINEMENT
 
 OUTPUT_SALT = "render-output"
+IDENTICAL_REFINEMENT_NOTICE = (
+    "This refinement came out identical to the portrait it refines: you were not charged."
+)
 
 
 def _existing(
@@ -145,6 +154,51 @@ def generation_create(
     )
 
 
+def refined_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The job spec one "more like me" level further, by the engine's own schedule
+    (`engine.likeness.refine_spec`: more avatar weight, less style, a stronger face pass; the
+    same seeds, so the same compositions). Asset references are kept as they are."""
+    base = dict(spec)
+    # The face pass needs at least one denoising step at its default strength (0.35).
+    if "face_refine" not in base and base.get("steps", 0) * 0.35 >= 1:
+        base["face_refine"] = {}
+    try:
+        refined = refine_spec(RenderSpec.from_dict(with_placeholder_images(base)), 1)
+    except SpecError as exc:
+        raise ConflictError(f"This portrait cannot be refined further ({exc.message}).") from exc
+    out = copy.deepcopy(base)
+    out["refine_level"] = refined.refine_level
+    if refined.avatar is not None:
+        out["avatar"] = {**out["avatar"], "weight": refined.avatar.weight}
+    for index, lora in enumerate(refined.style_loras):
+        out["style_loras"][index] = {**out["style_loras"][index], "weight": lora.weight}
+    if refined.face_refine is not None:
+        out["face_refine"] = {
+            **out["face_refine"],
+            "strength": refined.face_refine.strength,
+            "avatar_boost": refined.face_refine.avatar_boost,
+        }
+    return out
+
+
+def refinement_identical_to_parent(job: RenderJob) -> bool:
+    """A finished refinement whose images are pixel for pixel its parent's (compared before
+    the labels, which differ by job id)."""
+    if job.kind != REFINEMENT or job.parent_id is None or job.status != JobStatus.SUCCEEDED:
+        return False
+    mine = sorted(job.outputs.values_list("content_sha256", flat=True))
+    parents = sorted(
+        RenderOutput.objects.filter(job_id=job.parent_id).values_list("content_sha256", flat=True)
+    )
+    return bool(mine) and "" not in mine and mine == parents
+
+
+def refund_identical_refinement(job: RenderJob) -> None:
+    """The refinement kind's terminal hook: a refinement that changed nothing is not charged."""
+    if refinement_identical_to_parent(job):
+        credits.refund_job(job=job, note=IDENTICAL_REFINEMENT_NOTICE)
+
+
 def generation_refine(
     *,
     end_user: EndUser,
@@ -166,11 +220,7 @@ def generation_refine(
     )
     if avatar is None or parent.template is None:
         raise ConflictError("The avatar or template of this generation is no longer available.")
-    spec = dict(parent.spec)
-    spec["refine_level"] = int(spec.get("refine_level", 0)) + 1
-    # The face pass needs at least one denoising step at its default strength (0.35).
-    if spec.get("steps", 0) * 0.35 >= 1:
-        spec.setdefault("face_refine", {})
+    spec = refined_spec(parent.spec)
     return _create(
         end_user=end_user,
         kind=REFINEMENT,

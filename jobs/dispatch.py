@@ -11,20 +11,18 @@ finds nothing, and a lost token is re-sent by the sweeper.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
-from typing import Any, TypeVar
+from functools import partial
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
-from PIL import Image
 
 from engine.batching import batch_key
 from engine.errors import SpecError
@@ -32,6 +30,7 @@ from engine.spec import RenderSpec
 from workstation.ownership import owner_key
 
 from . import registry
+from .assets import with_placeholder_images
 from .finishing import job_finished_without_running, retry_pending_hooks
 from .models import JobStatus, OwnerTurn, RenderJob, WorkerHeartbeat
 
@@ -39,29 +38,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@lru_cache(maxsize=1)
-def _placeholder_png() -> bytes:
-    """A 1x1 PNG standing in for referenced images when only a spec's shape matters."""
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _placeholders(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"asset"}:
-            return _placeholder_png()
-        return {k: _placeholders(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_placeholders(v) for v in value]
-    return value
-
-
 def batch_group_for(spec: dict) -> str:
     """The engine's batch compatibility key of a job spec, hashed; "" if it cannot batch."""
     try:
-        key = batch_key(RenderSpec.from_dict(_placeholders(spec)))
+        key = batch_key(RenderSpec.from_dict(with_placeholder_images(spec)))
     except SpecError:
         return ""
     return hashlib.sha256(repr(key).encode()).hexdigest() if key is not None else ""

@@ -158,6 +158,8 @@ class RenderOutput(models.Model):
     height = models.PositiveIntegerField()
     seed = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
+    # The pixels' hash before labels (which carry the job id): equal renders, equal hashes.
+    content_sha256 = models.CharField(max_length=64, blank=True, default="")
     likeness = models.FloatField(null=True, blank=True)  # similarity to the avatar owner's face
     created_at = models.DateTimeField(default=timezone.now)
 

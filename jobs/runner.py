@@ -135,6 +135,7 @@ def _store_outputs(job: RenderJob, images: list[RenderedImage], steps: int) -> N
                     seed=image.seed,
                     likeness=image.likeness,
                     sha256=hashlib.sha256(image.png_bytes).hexdigest(),
+                    content_sha256=image.content_sha256,
                 )
             owned.update(
                 status=JobStatus.SUCCEEDED,
