@@ -77,3 +77,18 @@ class ServiceUnavailable(ApplicationError):
     http_status = 503
     code = "service_unavailable"
     default_message = "A backing service is unavailable. Try again shortly."
+
+
+class TooManyAttempts(ApplicationError):
+    """Too many failed sign-ins for one account: refused, whatever the password, until
+    `retry_after_s` has passed (the password is not even checked meanwhile)."""
+
+    http_status = 429
+    code = "account_locked"
+    default_message = "Too many failed sign-ins for this account. Try again later."
+
+    def __init__(self, *, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"Too many failed sign-ins for this account. Try again in {retry_after_s} seconds."
+        )

@@ -85,6 +85,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "workstation.urls"
 WSGI_APPLICATION = "workstation.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
+# Django's model backend behind the per-account sign-in lockout (accounts/lockout.py).
+AUTHENTICATION_BACKENDS = ["workstation.accounts.backends.LockoutModelBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TEMPLATES = [
@@ -327,6 +329,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- API -------------------------------------------------------------------------------------
 
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Per-account sign-in lockout (workstation/accounts/lockout.py), whatever the address.
+LOGIN_LOCK_AFTER_FAILURES = env.int("LOGIN_LOCK_AFTER_FAILURES", default=5)
+LOGIN_LOCK_BASE_S = env.int("LOGIN_LOCK_BASE_S", default=30)
+LOGIN_LOCK_MAX_S = env.int("LOGIN_LOCK_MAX_S", default=15 * 60)
+
 REST_FRAMEWORK = {
     # Bearer first: its WWW-Authenticate header turns "no credentials" into a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -354,6 +362,10 @@ REST_FRAMEWORK = {
         "login": env.str("THROTTLE_RATE_LOGIN", default="10/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Throttles key on the client address. X-Forwarded-For is trusted only for as many proxies
+    # as TRUSTED_PROXY_COUNT says sit in front (0: use REMOTE_ADDR, ignore the header), so a
+    # caller cannot pick a fresh "address" per request.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 
 SPECTACULAR_SETTINGS = {

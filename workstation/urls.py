@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from workstation.admin_login import throttled
 from workstation.health import HealthView
 from workstation.spa import studio_app
 
@@ -24,6 +25,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("avatars.urls")),
     path("", include("templates_studio.catalog_urls")),
 ]
+
+admin.site.login = throttled(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),

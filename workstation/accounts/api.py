@@ -13,6 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from workstation.accounts import lockout
 from workstation.api.authentication import StudioSessionAuthentication
 from workstation.api.permissions import IsStudioUser
 from workstation.api.throttles import LoginRateThrottle
@@ -61,11 +62,10 @@ class LoginView(APIView):
         _enforce_csrf(request)
         data = LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(
-            request,
-            email=data.validated_data["email"].lower(),
-            password=data.validated_data["password"],
-        )
+        email = data.validated_data["email"].lower()
+        # A locked account is refused before its password is checked (429 account_locked).
+        lockout.check_not_locked(email=email)
+        user = authenticate(request, email=email, password=data.validated_data["password"])
         if user is None:
             raise InvalidInput("Wrong email or password.")
         login(request._request, user)
@@ -154,5 +154,5 @@ class InvitationView(APIView):
             password=data.validated_data["password"],
             display_name=data.validated_data.get("display_name", ""),
         )
-        login(request._request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request._request, user, backend="workstation.accounts.backends.LockoutModelBackend")
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)

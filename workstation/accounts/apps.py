@@ -8,4 +8,5 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from workstation import checks  # noqa: F401  (registers system checks)
+        from workstation.accounts import backends  # noqa: F401  (lockout signal receivers)
         from workstation.api import schema  # noqa: F401  (registers OpenAPI extensions)
