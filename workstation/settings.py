@@ -351,6 +351,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "workstation.api.pagination.StandardPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "workstation.api.errors.api_exception_handler",
+    "DEFAULT_METADATA_CLASS": "workstation.api.metadata.SchemaPointerMetadata",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "workstation.api.throttles.PrincipalRateThrottle",

@@ -14,7 +14,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    PermissionDenied as DjangoPermissionDenied,
+)
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
@@ -23,6 +31,15 @@ from rest_framework.response import Response
 from workstation.errors import ApplicationError, InvalidInput, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "too_large"
+    default_detail = (
+        "The request body is larger than this endpoint accepts "
+        "(DATA_UPLOAD_MAX_MEMORY_SIZE for fields, per-file limits for uploads)."
+    )
 
 
 _CODES = {
@@ -97,6 +114,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
         exc = exceptions.APIException("An internal error occurred.")
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, (TooManyFilesSent, TooManyFieldsSent)):
+        exc = exceptions.ValidationError(
+            "Too many parts in this request (files or fields); send fewer."
+        )
+    elif isinstance(exc, SuspiciousOperation):
+        logger.warning("suspicious request: %s", type(exc).__name__)
+        exc = exceptions.ValidationError("The request was refused as malformed.")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
