@@ -19,23 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import logging
 import secrets
 import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.client import HTTPMessage
-from typing import IO
 from urllib.parse import urlsplit
 
 from celery import shared_task
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -70,8 +70,11 @@ SIGNATURE_VERSION = "v1"
 
 
 def validate_webhook_url(url: str) -> str:
-    """HTTPS only (plain HTTP for localhost/127.0.0.1, for development); no credentials in it;
-    not a private, loopback or link-local IP literal."""
+    """HTTPS only, on an allowed port (WEBHOOK_ALLOWED_PORTS, default 443); no credentials;
+    the host must not be, or resolve to, a private, loopback, link-local or otherwise
+    non-public address (plain HTTP and any port for localhost/127.0.0.1 in development only).
+    A name that does not resolve yet is accepted: delivery resolves it again and refuses it
+    unless every address is public."""
     url = (url or "").strip()
     problem = None
     if not url:
@@ -81,22 +84,30 @@ def validate_webhook_url(url: str) -> str:
     else:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        if parts.scheme not in ("https", "http") or not host:
+        local = host in LOCAL_HOSTS
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("https", "http") or not host or port < 0:
             problem = "Give an absolute https:// URL."
-        elif parts.scheme == "http" and host not in LOCAL_HOSTS:
+        elif parts.scheme == "http" and not local:
             problem = "Use https:// (plain http is accepted only for localhost and 127.0.0.1)."
         elif parts.username or parts.password:
             problem = "Do not put credentials in the URL."
-        elif host in LOCAL_HOSTS and not settings.WEBHOOK_ALLOW_LOCAL:
+        elif local and not settings.WEBHOOK_ALLOW_LOCAL:
             problem = "Local addresses are accepted only in development (WEBHOOK_ALLOW_LOCAL)."
-        elif host not in LOCAL_HOSTS and _is_internal_ip(host):
+        elif not local and port not in settings.WEBHOOK_ALLOWED_PORTS:
+            allowed = ", ".join(str(p) for p in settings.WEBHOOK_ALLOWED_PORTS)
+            problem = f"Use port {allowed}."
+        elif not local and _is_internal_ip(host):
             problem = "The URL must point to a public address."
+        elif not local and not _all_public(resolve(host, port), unresolved_ok=True):
+            problem = "The host name resolves to a non-public address."
     if problem is None:
         try:
-            from django.core.validators import URLValidator
-
             URLValidator(schemes=["http", "https"])(url)
-        except Exception:  # django.core.exceptions.ValidationError
+        except DjangoValidationError:
             problem = "Enter a valid URL."
     if problem:
         raise InvalidInput({"url": [problem]})
@@ -107,8 +118,23 @@ def _is_internal_ip(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False  # a name; resolved at delivery time
+        return False  # a name: checked by resolving it
     return not address.is_global
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to now (empty when it does not). Tests replace this."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _all_public(addresses: list[str], *, unresolved_ok: bool = False) -> bool:
+    if not addresses:
+        return unresolved_ok
+    return all(ipaddress.ip_address(address).is_global for address in addresses)
 
 
 @dataclass(frozen=True)
@@ -223,52 +249,60 @@ def event_body(delivery: WebhookDelivery) -> bytes:
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery: it must not lead a signed event somewhere else."""
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address checked beforehand, not to whatever the name resolves to by
+    then (no DNS-rebinding window between the check and the connection)."""
 
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a checked address, with the original host name for SNI and certificate
+    verification (and in the Host header)."""
 
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
 
-def _resolves_publicly(host: str) -> bool:
-    """Every address the name resolves to is public (no SSRF into our own network)."""
-    if host in LOCAL_HOSTS and settings.WEBHOOK_ALLOW_LOCAL:
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_global for info in infos)
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> str | None:
-    """None when the receiver answered 2xx, else a short reason (never the URL or the body)."""
-    host = urlsplit(url).hostname or ""
-    if not _resolves_publicly(host):
+    """None when the receiver answered 2xx, else a short reason (never the URL or the body).
+
+    The host is resolved once; every address must be public (loopback only for
+    localhost/127.0.0.1 in development), and the connection goes to the first of exactly
+    those addresses. Redirects are not followed: a redirect is a failed delivery.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    addresses = resolve(host, port)
+    local_ok = host in LOCAL_HOSTS and settings.WEBHOOK_ALLOW_LOCAL
+    if not addresses or not (local_ok or _all_public(addresses)):
         return "refused: the host does not resolve to a public address"
-    # The URL passed validate_webhook_url (http or https only) when the attempt was claimed.
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    connection_class = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
+    connection = connection_class(host, port, address=addresses[0], timeout=TIMEOUT_S)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
     try:
-        with _opener.open(request, timeout=TIMEOUT_S) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        exc.close()
-    except urllib.error.URLError as exc:
-        return f"unreachable: {type(exc.reason).__name__}"[:200]
-    except Exception as exc:  # timeouts, resets, TLS and protocol errors
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        status = response.status
+        response.read()
+    except Exception as exc:  # refused, timeouts, resets, TLS and protocol errors
         return f"unreachable: {type(exc).__name__}"[:200]
+    finally:
+        connection.close()
     if 200 <= status < 300:
         return None
     return f"HTTP {status}"

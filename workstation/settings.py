@@ -290,6 +290,8 @@ WORKER_LIVE_S = env.float("WORKER_LIVE_S", default=120.0)
 SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", default=15.0)
 # Webhook URLs on localhost/127.0.0.1 (plain http) are for development only.
 WEBHOOK_ALLOW_LOCAL = env.bool("WEBHOOK_ALLOW_LOCAL", default=DEBUG)
+# Ports a webhook URL may name (HTTPS); anything else (6379, 22, ...) is refused at registration.
+WEBHOOK_ALLOWED_PORTS = [int(p) for p in env.list("WEBHOOK_ALLOWED_PORTS", default=["443"])]
 # /metrics: if set, scrapers must send `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Signed output links live this long (seconds); outputs are visible only to their owner.
