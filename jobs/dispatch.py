@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -182,12 +183,18 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"lease-{job.pk}")
 
     def _run(self) -> None:
-        interval = max(settings.JOB_LEASE_S / 3, 0.2)
+        # Heartbeats every WORKER_HEARTBEAT_S (so a dead worker is noticed within seconds);
+        # the lease is renewed every third of its length.
+        tick = max(min(settings.WORKER_HEARTBEAT_S, settings.JOB_LEASE_S / 3), 0.2)
+        renew_every = max(settings.JOB_LEASE_S / 3, 0.2)
+        last_renewal = time.monotonic()
         try:
-            while not self._stop.wait(interval):
-                if not renew_lease(self.job):
-                    self.lost = True
-                    return
+            while not self._stop.wait(tick):
+                if time.monotonic() - last_renewal >= renew_every:
+                    if not renew_lease(self.job):
+                        self.lost = True
+                        return
+                    last_renewal = time.monotonic()
                 heartbeat(worker=self.job.worker, lanes=self.job.lane, job=self.job)
         finally:
             connection.close()
@@ -275,15 +282,24 @@ def abort_expired(*, now: datetime | None = None) -> int:
 
 
 def _recover_expired(pk: uuid.UUID, now: datetime) -> str | None:
+    """Re-queues (or, after its last attempt, fails) a running job whose lease expired or
+    whose worker's heartbeat stopped. The row lock and the re-check make it exactly once."""
+    silent = WorkerHeartbeat.objects.filter(
+        last_seen__lt=now - timedelta(seconds=settings.WORKER_DEAD_AFTER_S)
+    ).values("name")
     locked = (
         RenderJob.objects.select_for_update()
-        .filter(pk=pk, status=JobStatus.RUNNING, lease_expires_at__lt=now)
+        .filter(pk=pk, status=JobStatus.RUNNING)
+        .filter(Q(lease_expires_at__lt=now) | Q(worker__in=silent))
         .first()
     )
     if locked is None:
         return None
     logger.warning(
-        "job %s: lease of %s expired (attempt %d)", locked.pk, locked.worker, locked.attempts
+        "job %s: worker %s lost (lease expired or heartbeat stopped; attempt %d)",
+        locked.pk,
+        locked.worker,
+        locked.attempts,
     )
     if locked.attempts >= locked.max_attempts:
         job_finished_without_running(
@@ -323,7 +339,13 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         "aborted": abort_expired(now=now),
         "skipped": 0,
     }
-    expired = RenderJob.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    # A worker whose heartbeat stopped is dead: its jobs go back at once, not at lease end.
+    silent = WorkerHeartbeat.objects.filter(
+        last_seen__lt=now - timedelta(seconds=settings.WORKER_DEAD_AFTER_S)
+    ).values("name")
+    expired = RenderJob.objects.filter(status=JobStatus.RUNNING).filter(
+        Q(lease_expires_at__lt=now) | Q(worker__in=silent)
+    )
     for pk in list(expired.values_list("pk", flat=True)):
         outcome = _isolated(pk, "lease recovery", partial(_recover_expired, pk, now))
         if isinstance(outcome, _Skipped):

@@ -287,7 +287,11 @@ JOB_LEASE_S = env.float("JOB_LEASE_S", default=60.0)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 TOKEN_RESEND_S = env.float("TOKEN_RESEND_S", default=30.0)
 WORKER_LIVE_S = env.float("WORKER_LIVE_S", default=120.0)
-SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", default=15.0)
+SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", default=5.0)
+# A running worker writes its heartbeat this often; one silent for WORKER_DEAD_AFTER_S is
+# dead, and the sweeper returns its jobs to the queue at once (not only when the lease ends).
+WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=2.0)
+WORKER_DEAD_AFTER_S = env.float("WORKER_DEAD_AFTER_S", default=8.0)
 # Webhook URLs on localhost/127.0.0.1 (plain http) are for development only.
 WEBHOOK_ALLOW_LOCAL = env.bool("WEBHOOK_ALLOW_LOCAL", default=DEBUG)
 # Ports a webhook URL may name (HTTPS); anything else (6379, 22, ...) is refused at registration.

@@ -197,3 +197,37 @@ def test_job_finished_without_running_is_the_one_failure_path(make_user, echo_ki
     job = job_create(kind="echo", spec={}, created_by=make_user("operator"))
     job_finished_without_running(job, status=JobStatus.CANCELED, code="canceled", message="x")
     assert echo_kind == [(str(job.pk), "canceled")]
+
+
+def test_a_dead_workers_jobs_return_before_their_lease_ends(make_user, settings, echo_kind):
+    """Heartbeats show a worker gone within seconds: the sweeper re-queues its running jobs
+    at once (exactly once), while a live worker's and an unknown worker's jobs stay."""
+    from jobs.models import WorkerHeartbeat
+
+    settings.WORKER_DEAD_AFTER_S = 8
+    operator = make_user("operator")
+    now = timezone.now()
+    jobs = {
+        name: job_create(kind="echo", spec={}, created_by=operator)
+        for name in ("dead", "alive", "unknown")
+    }
+    for name, job in jobs.items():
+        RenderJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.RUNNING,
+            worker=f"worker-{name}",
+            attempts=1,
+            lease_expires_at=now + timedelta(seconds=50),  # the leases are still valid
+        )
+    WorkerHeartbeat.objects.create(
+        name="worker-dead", lanes="render", last_seen=now - timedelta(seconds=20)
+    )
+    WorkerHeartbeat.objects.create(name="worker-alive", lanes="render", last_seen=now)
+
+    assert dispatch.sweep()["requeued"] == 1
+    statuses = {n: RenderJob.objects.get(pk=j.pk).status for n, j in jobs.items()}
+    assert statuses == {
+        "dead": JobStatus.QUEUED,
+        "alive": JobStatus.RUNNING,
+        "unknown": JobStatus.RUNNING,
+    }
+    assert dispatch.sweep()["requeued"] == 0  # exactly once
