@@ -68,12 +68,18 @@ def check_storage() -> ComponentState:
 
 
 def check_engine() -> ComponentState:
+    """The public answer names the model and its state only; where it looks for the files
+    (paths, cache folders) goes to the log, never to anonymous callers."""
     try:
         registry = get_registry()
         state = registry.status()[registry.default_base]
     except Exception as exc:
-        return ComponentState(False, f"misconfigured ({exc})")
-    return ComponentState(state.ready, f"{registry.default_base}: {state.detail}")
+        logger.warning("health: engine misconfigured: %s", exc)
+        return ComponentState(False, "misconfigured (see the server log)")
+    if not state.ready:
+        logger.warning("health: engine %s not ready: %s", registry.default_base, state.detail)
+    verdict = "ready" if state.ready else "not ready (see the server log)"
+    return ComponentState(state.ready, f"{registry.default_base}: {verdict}")
 
 
 CHECKS = {

@@ -28,6 +28,15 @@ def test_health_503_when_model_missing(api, settings, tmp_path):
     assert response.json()["components"]["engine"]["ready"] is False
 
 
+def test_health_shows_no_filesystem_paths(api, settings, tmp_path, tiny_models):
+    for models_dir in (settings.ENGINE_MODELS_DIR, tmp_path / "empty"):
+        settings.ENGINE_MODELS_DIR = models_dir
+        get_registry.cache_clear()
+        text = api.get("/api/v1/health").content.decode()
+        assert str(models_dir) not in text and "/" + "var" not in text
+        assert str(tmp_path) not in text
+
+
 def test_health_503_when_broker_unreachable(api, tiny_models, monkeypatch):
     from workstation.celery import app
 
