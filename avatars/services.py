@@ -34,6 +34,7 @@ from workstation.accounts.principals import ConsumerPrincipal
 from workstation.engine_host import get_engine, get_registry
 from workstation.errors import ConflictError, InsufficientCredits, InvalidInput
 from workstation.ownership import owner_key
+from workstation.storage import delete_objects
 
 from . import consent as agreement
 from . import crypto
@@ -304,8 +305,7 @@ def _decrypt_photos(avatar: Avatar, data_key: bytes) -> list[Image.Image]:
 def avatar_photos_delete(*, avatar: Avatar) -> int:
     """Deletes photo objects from storage, then their rows. Returns how many."""
     photos = list(avatar.photos.all())
-    for photo in photos:
-        default_storage.delete(photo.storage_name)
+    delete_objects(photo.storage_name for photo in photos)
     AvatarPhoto.objects.filter(pk__in=[p.pk for p in photos]).delete()
     return len(photos)
 
@@ -475,7 +475,7 @@ def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
         avatar = Avatar.objects.select_for_update().filter(pk=avatar.pk).first() or avatar
     photos = avatar_photos_delete(avatar=avatar)
     if avatar.lora_object:
-        default_storage.delete(avatar.lora_object)
+        delete_objects([avatar.lora_object])
     end_user = avatar.end_user
     avatar_id = str(avatar.pk)
     Avatar.objects.filter(pk=avatar.pk).update(wrapped_data_key=None, reference_embedding=None)
@@ -516,9 +516,9 @@ def end_user_erase(*, principal: ConsumerPrincipal) -> ErasureReceipt:
             )
             counts["avatars"] += erased["avatars"]
             counts["photos"] += erased["photos"]
-        for output in _generated_outputs(end_user):
-            default_storage.delete(output.storage_name)
-            counts["generated_images"] += 1
+        counts["generated_images"] = delete_objects(
+            output.storage_name for output in _generated_outputs(end_user)
+        )
         # Job rows carry the specs (queue payloads of record); they go too.
         _, deleted = RenderJob.objects.filter(end_user=end_user).delete()
         counts["render_jobs"] = deleted.get("jobs.RenderJob", 0)

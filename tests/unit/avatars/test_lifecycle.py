@@ -214,6 +214,10 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     assert ErasureReceipt.objects.count() == 1
     leftovers = [n for n in list_objects() if bystander not in n and not n.startswith("health")]
     assert leftovers == []
+    # No folder named by an erased avatar or job id is left behind either.
+    erased_ids = {ready_id, queued_id, str(job.pk)}
+    folders = [str(p) for p in Path(django_settings.MEDIA_ROOT).rglob("*") if p.is_dir()]
+    assert [f for f in folders if any(i in f for i in erased_ids)] == []
 
     # The copied ciphertexts cannot be opened with anything the system still holds.
     remaining_keys = [

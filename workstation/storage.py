@@ -1,0 +1,45 @@
+"""Deleting stored objects without leaving their folders behind.
+
+Object stores (S3) have no folders. The local filesystem storage does: an avatar's photos live
+under `avatars/<avatar id>/photos/`, a job's images under `renders/<job id>/`, and an empty
+folder named by an id would outlive the erasure of what it held. `delete_objects` removes the
+objects, then each folder they emptied, up to (not including) the storage root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+
+
+def delete_objects(names: Iterable[str]) -> int:
+    """Deletes the named objects (missing ones are fine) and prunes emptied folders."""
+    deleted = 0
+    folders: set[str] = set()
+    for name in names:
+        if not name:
+            continue
+        default_storage.delete(name)
+        deleted += 1
+        parent = name.rsplit("/", 1)[0] if "/" in name else ""
+        if parent:
+            folders.add(parent)
+    _prune_empty_folders(folders)
+    return deleted
+
+
+def _prune_empty_folders(folders: set[str]) -> None:
+    try:
+        root = Path(default_storage.path("")).resolve()
+    except NotImplementedError:  # an object store: nothing to prune
+        return
+    for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+        path = Path(default_storage.path(folder)).resolve()
+        while path != root and root in path.parents:
+            try:
+                path.rmdir()  # only succeeds when empty
+            except OSError:
+                break
+            path = path.parent
