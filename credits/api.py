@@ -8,8 +8,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from workstation.api.authentication import consumer_principal
 from workstation.api.headers import IDEMPOTENCY_HEADER, JOB_HEADERS, idempotency_key
 from workstation.api.permissions import IsConsumer
+from workstation.api.scoping import consumer_owned
 from workstation.errors import InvalidInput
 
 from . import services
@@ -37,11 +39,11 @@ class CreditsView(APIView):
 
     @extend_schema(summary="Balances and the ledger", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        end_user = request.user.existing_end_user()
-        entries = CreditEntry.objects.filter(end_user=end_user)[:100] if end_user else []
+        principal = consumer_principal(request)
+        entries = consumer_owned(CreditEntry).owned_by(principal)[:100]
         return Response(
             {
-                "balances": services.balances(end_user=end_user),
+                "balances": services.balances(end_user=principal.existing_end_user()),
                 "entries": CreditEntrySerializer(entries, many=True).data,
             }
         )

@@ -17,8 +17,9 @@ from rest_framework.views import APIView
 
 from avatars.models import Avatar
 from jobs.selectors import queue_estimate
-from workstation.accounts.models import Role, User
+from workstation.accounts.models import Role
 from workstation.api.permissions import HasRole, IsApiClient, IsReviewer, IsStudioUser
+from workstation.api.scoping import StudioOwnedMixin
 from workstation.errors import ConflictError, InvalidInput
 
 from . import services
@@ -588,7 +589,10 @@ class EventFeedView(generics.ListAPIView):
             template__in=visible_templates(self.request.user)
         ).select_related("actor", "template", "revision")
         if "template" in self.kwargs:
-            queryset = queryset.filter(template_id=self.kwargs["template"])
+            # A template you cannot see is a 404, as on its other endpoints (not an empty page).
+            queryset = queryset.filter(
+                template=_template_for(self.request, self.kwargs["template"])
+            )
         after = self.request.query_params.get("after")
         if after:
             if not (after.isascii() and after.isdigit() and len(after) < 19):
@@ -639,16 +643,15 @@ class AssetUploadSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["canny", "depth", "lighting", "reference", "pose"])
 
 
-class AssetListCreateView(generics.ListAPIView):
+class AssetListCreateView(StudioOwnedMixin, generics.ListAPIView):
+    # Your uploads (an asset stored once has every uploader as an owner).
     permission_classes = [IsAuthor]
     serializer_class = AssetSerializer
     parser_classes = [MultiPartParser, FormParser]
+    owner_field = "owners"
 
-    def get_queryset(self):
-        user = self.request.user
-        if not isinstance(user, User):  # IsAuthor admits studio users only
-            return ControlAsset.objects.none()
-        return ControlAsset.objects.filter(owners=user)
+    def scoped_queryset(self):
+        return ControlAsset.objects.all()
 
     @extend_schema(
         summary="Upload a control or reference image (deduplicated by content)",
@@ -694,18 +697,19 @@ class PoseAssetView(APIView):
         )
 
 
-class AssetImageView(APIView):
+class AssetImageView(StudioOwnedMixin, generics.GenericAPIView):
+    # Owners see their assets; reviewers and operators see all (docs/API.md).
     permission_classes = [IsStudioUser]
+    owner_field = "owners"
+    roles_seeing_all = (Role.REVIEWER, Role.OPERATOR)
+    lookup_url_kwarg = "sha256"
+
+    def scoped_queryset(self):
+        return ControlAsset.objects.all()
 
     @extend_schema(summary="An asset's image", responses={(200, "image/png"): bytes})
     def get(self, request, sha256):
-        user = request.user
-        queryset = (
-            ControlAsset.objects.all()
-            if user.has_role(Role.REVIEWER, Role.OPERATOR)
-            else ControlAsset.objects.filter(owners=user)
-        )
-        asset = get_object_or_404(queryset, pk=sha256)
+        asset = self.get_object()
         return FileResponse(
             default_storage.open(asset.storage_name, "rb"), content_type="image/png"
         )
