@@ -1421,7 +1421,7 @@ export interface components {
             readonly finished_at: string | null;
             /** Format: uuid */
             readonly id: string;
-            readonly kind: components["schemas"]["RenderJobKindEnum"];
+            readonly kind: string;
             readonly outputs: components["schemas"]["RenderOutput"][];
             readonly progress: {
                 [key: string]: unknown;
@@ -1431,15 +1431,6 @@ export interface components {
             readonly started_at: string | null;
             readonly status: components["schemas"]["RenderJobStatusEnum"];
         };
-        /**
-         * @description * `test_render` - Operator test render
-         *     * `preview` - Designer preview
-         *     * `generation` - Consumer generation
-         *     * `refinement` - Consumer refinement
-         *     * `training` - Avatar training
-         * @enum {string}
-         */
-        RenderJobKindEnum: "test_render" | "preview" | "generation" | "refinement" | "training";
         /**
          * @description * `queued` - Queued
          *     * `running` - Running
