@@ -122,3 +122,15 @@ test: lint api-check vitest pytest
 
 clean:
 	rm -rf var/test frontend/dist
+
+# --- GPU kit (the lent H200) ---------------------------------------------------------------------
+# `make gpu-kit` fills .gpu-kit/ (ignored) with what the device machine lacks for bench/gpu.sh:
+# cp312/pure-Python wheels at the lock's versions (torch and what the device image already has
+# are not downloaded), the two dlib model files and a CJK label font (xz). bench/gpu.sh's header
+# gives the exact `run` invocation (command, carry list); `bash bench/gpu.sh --cpu-smoke` dry-runs
+# every section here on the CPU with the tiny models.
+GPU_KIT := .gpu-kit
+GPU_KIT_WHEELS := diffusers peft transformers regex dlib-bin invisible-watermark pywavelets
+.PHONY: gpu-kit
+gpu-kit: venv
+	$(BIN)/python bench/make_kit.py --out $(GPU_KIT) --lock requirements.lock $(GPU_KIT_WHEELS)

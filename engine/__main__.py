@@ -68,10 +68,16 @@ def _bench(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         models_dir=args.models_dir,
         compile_unet=args.compile,
-        channels_last=not args.no_channels_last,
+        compile_mode=args.compile_mode,
+        channels_last=False if args.no_channels_last else None,
+        fuse_qkv=args.fuse_qkv,
         train_steps=args.train_steps,
         repeats=args.repeats,
         threads=args.threads,
+        job=args.job,
+        candidates=args.candidates,
+        keep=args.keep,
+        photos=args.photos,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_table(report))
@@ -137,8 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--dtype", help="default: bfloat16 on CUDA, float32 elsewhere")
     bench.add_argument("--models-dir", type=Path, help="where build-random saved the profile")
-    bench.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
-    bench.add_argument("--no-channels-last", action="store_true")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    bench.add_argument(
+        "--compile-mode",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode (default: torch's default)",
+    )
+    bench.add_argument(
+        "--no-channels-last", action="store_true", help="(channels_last is on on CUDA only)"
+    )
+    bench.add_argument(
+        "--fuse-qkv", action="store_true", help="fuse attention QKV (the VAE's: LoRA-safe)"
+    )
+    bench.add_argument(
+        "--job",
+        action="store_true",
+        help="time whole jobs: an avatar (preparation, training, save) and a generation "
+        "(candidates, likeness ranking, labels, encoding)",
+    )
+    bench.add_argument("--candidates", type=int, default=4, help="--job: candidates rendered")
+    bench.add_argument("--keep", type=int, default=2, help="--job: candidates kept")
+    bench.add_argument("--photos", type=int, default=4, help="--job: avatar photos")
     bench.add_argument(
         "--train-steps",
         type=int,

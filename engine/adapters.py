@@ -231,6 +231,45 @@ def _restore(pipeline: Any, snapshot: list[_LayerState], *, loaded: str | None =
                 layer.scaling[name] = value
 
 
+def unet_qkv_fused(pipeline: Any) -> bool:
+    """True when the UNet's attention Q/K/V projections are fused (``fuse_qkv_projections``):
+    its attention then calls ``to_qkv`` / ``to_kv``, never the ``to_q``/``to_k``/``to_v``
+    layers that avatar and style LoRAs wrap, so a LoRA there would be silently ignored."""
+    unet = getattr(pipeline, "unet", None)
+    model = getattr(unet, "_orig_mod", unet)
+    if not isinstance(model, torch.nn.Module):
+        return False
+    return any(getattr(module, "fused_projections", False) for module in model.modules())
+
+
+def _check_unfused(pipeline: Any) -> None:
+    if unet_qkv_fused(pipeline):
+        raise AdapterError(
+            "the UNet's Q/K/V projections are fused (fuse_qkv_projections): a LoRA on "
+            "to_q/to_k/to_v would be ignored; serve LoRAs from an unfused pipeline"
+        )
+
+
+def _align_adapter_devices(pipeline: Any, adapter_name: str) -> None:
+    """Put ``adapter_name``'s LoRA weights on the device of each layer's base weight.
+
+    peft moves a new adapter to its base layer's device, except in a layer where another
+    adapter's weights sit on the ``meta`` device (it takes those for unmaterialised
+    placeholders and leaves the new adapter where it was made, on the CPU). On a real device
+    this is a no-op; it keeps every adapter the engine loads on the model's device.
+    """
+    for layer in _lora_layers(pipeline):
+        weight = getattr(layer.get_base_layer(), "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            continue
+        for modules in (layer.lora_A, layer.lora_B):
+            if adapter_name not in modules:
+                continue
+            module = modules[adapter_name]
+            if any(p.device != weight.device for p in module.parameters()):
+                modules[adapter_name] = module.to(weight.device)
+
+
 def loaded_adapter_names(pipeline: Any) -> set[str]:
     """Every adapter name loaded in any LoRA-capable component of the pipeline."""
     names: set[str] = set()
@@ -246,12 +285,14 @@ def load_adapter(pipeline: Any, adapter_name: str, lora: LoraSource) -> str:
     ``lora`` is a `TrainedLora`, a diffusers-format state dict, or a callable returning one.
     """
     _check_name(adapter_name)
+    _check_unfused(pipeline)
     if adapter_name in loaded_adapter_names(pipeline):
         raise AdapterError(f"adapter {adapter_name!r} is already loaded")
     state_dict = _resolve(lora)
     snapshot = _snapshot(pipeline)
     try:
         pipeline.load_lora_weights(dict(state_dict), adapter_name=adapter_name)
+        _align_adapter_devices(pipeline, adapter_name)
     except Exception as exc:
         raise AdapterError(f"cannot load LoRA {adapter_name!r}: {exc}") from exc
     finally:
@@ -409,6 +450,10 @@ class AvatarSlot:
 
     ``loads`` counts avatar weight loads into the slot; re-activating the avatar already in
     the slot loads nothing (its ``lora`` callable is not even called).
+
+    Compiled UNets: the LoRA scales of the active adapters stay 0-d tensors updated in place
+    (`_pin_scales`), so neither another avatar nor another weight recompiles; only switching
+    LoRA on/off or the set of active styles selects another graph.
     """
 
     def __init__(
@@ -430,6 +475,12 @@ class AvatarSlot:
         self.hotswaps = 0
         self.full_reloads = 0
         self._styles: set[str] = set()
+        # Per LoRA layer: adapter name -> its scale as a 0-d tensor, updated in place.
+        self._scales: weakref.WeakKeyDictionary[Any, dict[str, torch.Tensor]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.scale_updates = 0
+        _check_unfused(pipeline)
         if loaded_adapter_names(pipeline):
             raise AdapterError(
                 "create the avatar slot before any LoRA is loaded into the pipeline "
@@ -461,6 +512,7 @@ class AvatarSlot:
             if not hotswappable:
                 self.pipeline.delete_adapters([self.adapter_name])
                 self.pipeline.load_lora_weights(dict(state_dict), adapter_name=self.adapter_name)
+                _align_adapter_devices(self.pipeline, self.adapter_name)
                 self.full_reloads += 1
         except Exception as exc:
             raise AdapterError(f"cannot load avatar {avatar_id!r}: {exc}") from exc
@@ -507,7 +559,35 @@ class AvatarSlot:
                 return loaded
             self.pipeline.enable_lora()
             self.pipeline.set_adapters(names, values)
+            self._pin_scales(names)
             return loaded
+
+    def _pin_scales(self, names: Sequence[str]) -> None:
+        """Keep every active adapter's LoRA scale a tensor, updated in place.
+
+        ``set_adapters`` stores each scale as a Python float (``weight * alpha / r``), also
+        over the tensor scales that ``enable_lora_hotswap`` set up; a compiled UNet guards on
+        a float's value, so every new avatar weight would recompile. Each (layer, adapter)
+        gets one 0-d float32 tensor on the layer's device, kept for the slot's lifetime: the
+        new value is copied into it (``fill_``) and the same tensor object is put back, so a
+        compiled graph sees an input whose value changed, never a new constant.
+        """
+        wanted = set(names)
+        for layer in _lora_layers(self.pipeline):
+            pinned = self._scales.get(layer)
+            if pinned is None:
+                pinned = self._scales[layer] = {}
+            for name, value in list(layer.scaling.items()):
+                if name not in wanted:
+                    continue
+                tensor = pinned.get(name)
+                if tensor is None:
+                    device = layer.get_base_layer().weight.device
+                    tensor = pinned[name] = torch.zeros((), dtype=torch.float32, device=device)
+                if value is not tensor:
+                    tensor.fill_(value)  # a float from set_adapters (or a hot-swap tensor)
+                    layer.scaling[name] = tensor
+        self.scale_updates += 1
 
     def deactivate(self) -> None:
         """Disable every LoRA layer: renders equal the base model exactly. Nothing unloads."""

@@ -7,14 +7,22 @@ Profiles:
   ``--models-dir/<profile>`` when ``python -m engine build-random`` saved it there, else built
   in memory on the target device (writing and re-reading 4-10 GB would measure the disk).
 
-Sections (each reports ``status``: ``ok``, ``unavailable`` when a module it needs is missing,
-or ``skipped: <reason>``):
+The engine is built with `engine.serving.build_engine` from a `engine.serving.ServingProfile`
+(dtype, channels_last, QKV fusion, torch.compile): the same function and profile a worker
+serves with, so the numbers are the worker's.
+
+Every timed measurement runs ``--repeats`` times after a warm-up and reports the minimum and
+the median (``*_min`` / ``*_median``; the plain key is the median).
+
+Sections of the default run (each reports ``status``: ``ok``, ``unavailable`` when a module it
+needs is missing, or ``skipped: <reason>``):
 
 - ``throughput``: images/s of `Engine.render` (PNG encoding included) per batch size, after one
   warm-up render of the same shape (which also triggers compilation with ``--compile``).
 - ``unet``: FLOPs of one UNet forward (``torch.utils.flop_counter``, batch of 2 per image for
   classifier-free guidance) and the achieved TFLOP/s of timed UNet forwards at the largest batch
-  size; on CUDA also the fraction of the GPU's dense bf16 peak.
+  size; on CUDA also the fraction of the GPU's dense bf16 peak (data sheet) and of a measured
+  bf16 matrix-product rate on this GPU.
 - ``training``: seconds per avatar training (`engine.training`, SD1.x only), steps printed.
 - ``adapter_switch``: seconds to make another avatar active: from disk (read the safetensors
   file + load), from RAM (load a state dict), hot-swap into `engine.adapters.AvatarSlot`.
@@ -26,12 +34,25 @@ or ``skipped: <reason>``):
   largest pixel difference between the two (batched kernels may round differently).
 - ``memory``: peak RSS of the process (CPU) and ``torch.cuda.max_memory_allocated`` (CUDA).
 
-On CUDA the speed options are bf16 (unless ``--dtype``), SDPA attention (diffusers' default on
-torch 2, reported), channels_last, and ``torch.compile`` of the UNet with ``--compile``.
+``--job`` times what a user waits for instead, end to end:
+
+- ``avatar_job``: a whole avatar: photo preparation (`engine.faces.prepare_training_photos`
+  on variations of scikit-image's astronaut photo: detection, alignment, embeddings), LoRA
+  training (`engine.training`) and saving (`engine.training.save_lora`), with each phase's
+  share of the total.
+- ``generation_job``: a whole generation with that avatar: ``--candidates`` candidates, ranked
+  by likeness to the avatar's reference embedding, the best ``--keep`` labelled
+  (`engine.labels`) and encoded: the pipeline time and the post-processing share (likeness +
+  labels + encoding) of the total, from `Engine.last_timings`.
+
+Face preparation / likeness need dlib and ``face_recognition_models``, labels a CJK font and
+``invisible-watermark``; a missing one is reported as ``unavailable`` and that phase skipped
+(training then uses synthetic photos).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import platform
 import resource
@@ -46,10 +67,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
 from engine.registry import RANDOM_PROFILES, ModelRegistry
-from engine.runtime import Engine, resolve_device, resolve_dtype
+from engine.runtime import Engine, LabelOptions, resolve_device, resolve_dtype
+from engine.serving import ServingProfile, build_engine
 from engine.spec import AvatarRef, RenderSpec
 
 PROMPT = "a portrait photo of a person"
@@ -77,6 +99,7 @@ SECTIONS = (
     "batch_render",
     "memory",
 )
+JOB_SECTIONS = ("avatar_job", "generation_job", "memory")
 
 
 def _sync(device: torch.device) -> None:
@@ -92,6 +115,19 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def stats(times: Sequence[float]) -> dict[str, float | int]:
+    """Minimum and median of repeated timings (seconds), and how many there were."""
+    return {"min": min(times), "median": statistics.median(times), "runs": len(times)}
+
+
+def _repeat(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[list[float], Any]:
+    times, result = [], None
+    for _ in range(max(1, repeats)):
+        seconds, result = _timed(fn, device)
+        times.append(seconds)
+    return times, result
+
+
 def bf16_peak(device: torch.device) -> tuple[str | None, float | None]:
     if device.type != "cuda":
         return None, None
@@ -102,6 +138,25 @@ def bf16_peak(device: torch.device) -> tuple[str | None, float | None]:
     return name, None
 
 
+def measured_bf16_tflops(device: torch.device, n: int = 8192, repeats: int = 10) -> float | None:
+    """This GPU's bf16 matrix-product rate on random data (the practical ceiling)."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize(device)
+    seconds = start.elapsed_time(end) / 1e3 / repeats
+    del a, b
+    return 2 * n**3 / seconds / 1e12
+
+
 def _optional(module: str) -> Any | None:
     try:
         return __import__(module, fromlist=["_"])
@@ -110,29 +165,33 @@ def _optional(module: str) -> Any | None:
 
 
 def _engine(
-    profile: str, device: torch.device, dtype: torch.dtype, models_dir: Path | None, workdir: Path
+    profile: str,
+    device: torch.device,
+    serving: ServingProfile,
+    models_dir: Path | None,
+    workdir: Path,
 ) -> tuple[Engine, str]:
-    dtype_name = str(dtype).removeprefix("torch.")
     if profile == "tiny":
         from engine.tiny import build_tiny
 
         directory = build_tiny(workdir / "models")
         registry = ModelRegistry.for_profile("tiny", models_dir=directory)
-        return Engine(registry, device=str(device), dtype=dtype_name), "from_pretrained (tiny)"
+        engine = build_engine(registry, device=str(device), profile=serving)
+        return engine, "from_pretrained (tiny)"
     if profile not in RANDOM_PROFILES:
         raise SystemExit(f"unknown bench profile {profile!r}")
     models_dir = models_dir or workdir / "models"
     registry = ModelRegistry.for_profile(profile, models_dir=models_dir)
     if registry.status()[profile].ready:
-        return Engine(
-            registry, device=str(device), dtype=dtype_name
-        ), f"from_pretrained ({models_dir / profile})"
+        engine = build_engine(registry, device=str(device), profile=serving)
+        return engine, f"from_pretrained ({models_dir / profile})"
     from engine.random_models import build_random_pipeline
 
-    engine = Engine(
+    dtype = resolve_dtype(serving.dtype_for(device) or "auto", device)
+    engine = build_engine(
         registry,
         device=str(device),
-        dtype=dtype_name,
+        profile=serving,
         loader=lambda _model: build_random_pipeline(profile, device=device, dtype=dtype),
     )
     return engine, "built in memory (random weights)"
@@ -180,20 +239,22 @@ def bench_unet(
         sample, timestep, hidden, kwargs = _unet_inputs(pipeline, 2, size, device, dtype)
         counter = FlopCounterMode(display=False)
         with counter:
-            unet(sample, timestep, encoder_hidden_states=hidden, **kwargs)
+            # ``forward`` runs the module eagerly even when it is compiled in place.
+            unet.forward(sample, timestep, encoder_hidden_states=hidden, **kwargs)
         flops_per_image = counter.get_total_flops()  # one step, CFG batch of 2
         batch = 2 * batch_images
         sample, timestep, hidden, kwargs = _unet_inputs(pipeline, batch, size, device, dtype)
         unet(sample, timestep, encoder_hidden_states=hidden, **kwargs)  # warm-up
-        times = []
-        for _ in range(repeats):
-            seconds, _ = _timed(
-                lambda: unet(sample, timestep, encoder_hidden_states=hidden, **kwargs), device
-            )
-            times.append(seconds)
+        times, _ = _repeat(
+            lambda: unet(sample, timestep, encoder_hidden_states=hidden, **kwargs),
+            device,
+            repeats,
+        )
     seconds = statistics.median(times)
     achieved = flops_per_image * batch_images / seconds / 1e12
     gpu, peak = bf16_peak(device)
+    measured = measured_bf16_tflops(device) if dtype == torch.bfloat16 else None
+    bf16 = dtype == torch.bfloat16
     return {
         "status": "ok",
         "params": params,
@@ -201,10 +262,13 @@ def bench_unet(
         "flops_per_step_per_image": flops_per_image,
         "batch_rows": batch,
         "seconds_per_forward": seconds,
+        "seconds_per_forward_min": min(times),
         "achieved_tflops": achieved,
         "gpu": gpu,
         "bf16_peak_tflops": peak,
-        "fraction_of_bf16_peak": achieved / peak if peak and dtype == torch.bfloat16 else None,
+        "fraction_of_bf16_peak": achieved / peak if peak and bf16 else None,
+        "measured_bf16_matmul_tflops": measured,
+        "fraction_of_measured_bf16": achieved / measured if measured else None,
     }
 
 
@@ -290,7 +354,9 @@ def bench_adapters(
         ram.append(seconds)
         unload(f"bench_ram_{i}")
     result["from_disk_s"] = statistics.median(disk)
+    result["from_disk_s_min"] = min(disk)
     result["from_ram_s"] = statistics.median(ram)
+    result["from_ram_s_min"] = min(ram)
     if adapters is None:
         result["hotswap_s"] = None
         result["hotswap_status"] = "unavailable (engine.adapters missing)"
@@ -299,10 +365,13 @@ def bench_adapters(
     slot.activate("bench-warm", loras[-1])
     for i in range(repeats):
         lora = loras[i % len(loras)]
-        seconds, _ = _timed(partial(slot.activate, f"bench-{i}", lora), device)
+        seconds, _ = _timed(
+            partial(slot.activate, f"bench-{i}", lora, weight=0.8 + 0.1 * i), device
+        )
         swaps.append(seconds)
     slot.deactivate()
     result["hotswap_s"] = statistics.median(swaps)
+    result["hotswap_s_min"] = min(swaps)
     result["hotswap_status"] = "ok"
     return result
 
@@ -315,6 +384,7 @@ def bench_mixed(
     size: int,
     guidance: float,
     device: torch.device,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     adapters = _optional("engine.adapters")
     if adapters is None:
@@ -342,19 +412,24 @@ def bench_mixed(
         adapters.per_sample_adapters(pipeline, loaded),
     ):
         call(count, range(count))  # warm-up
-        mixed, _ = _timed(lambda: call(count, range(count)), device)
-    grouped_start = time.perf_counter()
-    for i, lora in enumerate(loras):
-        slot.activate(f"bench-group-{i}", lora)
-        call(1, [i])
-    _sync(device)
-    grouped = time.perf_counter() - grouped_start
+        mixed_times, _ = _repeat(lambda: call(count, range(count)), device, repeats)
+
+    def grouped_call() -> None:
+        for i, lora in enumerate(loras):
+            slot.activate(f"bench-group-{i}", lora)
+            call(1, [i])
+
+    grouped_call()  # warm-up (single-image shape)
+    grouped_times, _ = _repeat(grouped_call, device, repeats)
     slot.deactivate()
+    mixed, grouped = statistics.median(mixed_times), statistics.median(grouped_times)
     return {
         "status": "ok",
         "adapters": count,
         "mixed_seconds": mixed,
+        "mixed_seconds_min": min(mixed_times),
         "grouped_seconds": grouped,
+        "grouped_seconds_min": min(grouped_times),
         "mixed_images_per_s": count / mixed,
         "grouped_images_per_s": count / grouped,
         "speedup": grouped / mixed,
@@ -414,8 +489,6 @@ def bench_batch_render(
     batch_s, sequential_s = statistics.median(batch_times), statistics.median(sequential_times)
 
     def pixels(data: bytes) -> np.ndarray:
-        import io
-
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
 
     diff = max(
@@ -427,7 +500,9 @@ def bench_batch_render(
         "requests": count,
         "avatars": count,
         "batch_seconds": batch_s,
+        "batch_seconds_min": min(batch_times),
         "sequential_seconds": sequential_s,
+        "sequential_seconds_min": min(sequential_times),
         "batch_images_per_s": count / batch_s,
         "sequential_images_per_s": count / sequential_s,
         "speedup": sequential_s / batch_s,
@@ -445,6 +520,220 @@ def memory(device: torch.device) -> dict[str, Any]:
     return result
 
 
+# --------------------------------------------------------------------------- whole jobs
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def job_photos(count: int) -> tuple[list[bytes], str]:
+    """``count`` photos of one person as JPEG bytes (crops, mirror, tone changes of
+    scikit-image's astronaut, the one real face photo available offline), and their source;
+    synthetic faceless images when scikit-image is missing."""
+    try:
+        from skimage.data import astronaut
+    except ImportError:
+        return [_jpeg(image) for image in _photos(count, 512)], "synthetic (no scikit-image)"
+    # 1024 px so her face (~180 px) passes the 128 px minimum of the preparation.
+    base = Image.fromarray(astronaut()).resize((1024, 1024), Image.Resampling.LANCZOS)
+    variations: list[Callable[[Image.Image], Image.Image]] = [
+        lambda im: im,
+        ImageOps.mirror,
+        lambda im: ImageEnhance.Brightness(im).enhance(1.12),
+        lambda im: ImageEnhance.Contrast(im).enhance(0.88),
+        lambda im: im.crop((40, 0, 1024, 984)).resize((1024, 1024)),
+        lambda im: ImageEnhance.Color(ImageOps.mirror(im)).enhance(0.8),
+    ]
+    return [_jpeg(variations[i % len(variations)](base)) for i in range(count)], "astronaut"
+
+
+def _probe_faces() -> str:
+    """``ok`` when face preparation and likeness can run here, else why not."""
+    try:
+        from engine import faces
+
+        faces.likeness(Image.new("RGB", (64, 64)), np.zeros(128, dtype=np.float32))
+    except Exception as exc:  # ImportError (dlib), FaceModelsMissingError, ...
+        return f"unavailable: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _probe_labels() -> str:
+    try:
+        from engine.labels import apply_labels
+
+        apply_labels(Image.new("RGB", (256, 256)), job_id="probe", producer="bench")
+    except Exception as exc:  # LabelFontError, ImportError (imwatermark, cv2), ...
+        return f"unavailable: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _phase_stats(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in keys:
+        out[key] = stats([row[key] for row in rows])
+    return out
+
+
+def bench_avatar_job(
+    engine: Engine,
+    *,
+    photos: int,
+    steps: int,
+    size: int,
+    workdir: Path,
+    repeats: int,
+) -> tuple[dict[str, Any], Any, np.ndarray | None]:
+    """A whole avatar: preparation + training + save. Returns (report, LoRA, reference)."""
+    from engine.training import TrainingConfig, lora_to_bytes, save_lora, train_avatar_lora
+
+    pipeline = engine.pipeline()
+    if getattr(pipeline, "text_encoder_2", None) is not None:
+        return {"status": "skipped: avatar training supports SD1.x pipelines only"}, None, None
+    photo_bytes, source = job_photos(photos)
+    faces_status = _probe_faces()
+    config = TrainingConfig(steps=steps, resolution=size, seed=0, batch_size=min(2, photos))
+    rows: list[dict[str, float]] = []
+    trained: Any = None
+    reference: np.ndarray | None = None
+    accepted = 0
+    for run in range(max(1, repeats)):
+        row: dict[str, float] = {}
+        started = time.perf_counter()
+        training_photos: list[Image.Image]
+        training_photos = []
+        if faces_status == "ok":
+            from engine.faces import FacesError, prepare_training_photos
+
+            try:
+                # Crops at 512 px at least, as a worker prepares them (the blur gate needs
+                # pixels); training resizes them to its own resolution.
+                prepared = prepare_training_photos(
+                    photo_bytes[0], photo_bytes, resolution=max(size, 512)
+                )
+            except FacesError as exc:
+                faces_status = f"failed: {exc}"
+            else:
+                training_photos = [photo.image for photo in prepared.accepted]
+                reference = prepared.reference_embedding
+                accepted = len(training_photos)
+        if not training_photos:  # no face stack, or no face found
+            training_photos = _photos(photos, size)
+        row["prepare_s"] = time.perf_counter() - started
+        phase = time.perf_counter()
+        trained = train_avatar_lora(pipeline=pipeline, photos=training_photos, config=config)
+        _sync(engine.device)
+        row["train_s"] = time.perf_counter() - phase
+        phase = time.perf_counter()
+        save_lora(trained, workdir / f"avatar-{run}")
+        lora_to_bytes(trained)  # what the worker uploads
+        row["save_s"] = time.perf_counter() - phase
+        row["total_s"] = time.perf_counter() - started
+        rows.append(row)
+    report: dict[str, Any] = {
+        "status": "ok",
+        "photos": photos,
+        "photo_source": source,
+        "preparation": faces_status,
+        "accepted": accepted,
+        "steps": steps,
+        "resolution": size,
+        "batch_size": config.batch_size,
+        **_phase_stats(rows, ("prepare_s", "train_s", "save_s", "total_s")),
+    }
+    total = statistics.median(r["total_s"] for r in rows)
+    report["shares"] = {
+        key: statistics.median(r[key] for r in rows) / total
+        for key in ("prepare_s", "train_s", "save_s")
+    }
+    report["training_steps_per_s"] = steps / report["train_s"]["median"]
+    report["overhead_share"] = 1.0 - report["shares"]["train_s"]
+    return report, trained, reference
+
+
+def bench_generation_job(
+    engine: Engine,
+    trained: Any,
+    reference: np.ndarray | None,
+    *,
+    candidates: int,
+    keep: int,
+    steps: int,
+    size: int,
+    guidance: float,
+    sampler: str | None,
+    repeats: int,
+) -> dict[str, Any]:
+    """A whole generation: candidates with the avatar, likeness ranking, labels, encoding."""
+    from engine.loras import AvatarLora, random_lora_state_dict
+
+    pipeline = engine.pipeline()
+    likeness_status = _probe_faces()
+    if likeness_status == "ok" and reference is None:
+        reference = np.random.default_rng(0).normal(0.0, 0.05, 128).astype(np.float32)
+    if likeness_status != "ok":
+        reference = None
+    labels_status = _probe_labels()
+    label = (
+        LabelOptions(job_id="bench-job-00000001", producer="engine-bench")
+        if labels_status == "ok"
+        else None
+    )
+    state = trained.state_dict if trained is not None else random_lora_state_dict(pipeline.unet)
+    avatar = AvatarLora("bench-job-avatar", state, trigger="sks person", revision="1")
+    spec = RenderSpec(
+        prompt="{subject}, business portrait, studio light",
+        negative_prompt="blurry",
+        seed=7,
+        num_images=candidates,
+        keep=min(keep, candidates),
+        steps=steps,
+        guidance=guidance,
+        width=size,
+        height=size,
+        sampler=sampler,
+        avatar=AvatarRef("bench-job-avatar", weight=0.9),
+    )
+
+    def job() -> list[Any]:
+        return engine.render(
+            spec,
+            avatar_source=lambda _id: avatar,
+            reference_embedding=reference,
+            label=label,
+        )
+
+    job()  # warm-up (and compilation at this shape)
+    rows = []
+    results: list[Any] = []
+    for _ in range(max(1, repeats)):
+        _sync(engine.device)
+        results = job()
+        rows.append(dict(engine.last_timings))
+    post = [(r["likeness_s"] + r["output_s"]) / r["total_s"] for r in rows]
+    report: dict[str, Any] = {
+        "status": "ok",
+        "candidates": candidates,
+        "kept": len(results),
+        "steps": steps,
+        "size": size,
+        "likeness": likeness_status,
+        "labels": labels_status,
+        "formats": sorted({r.format for r in results}),
+        **_phase_stats(rows, ("pipeline_s", "likeness_s", "output_s", "total_s")),
+        "postprocess_share": statistics.median(post),
+        "postprocess_share_min": min(post),
+    }
+    report["images_per_s"] = candidates / report["total_s"]["median"]
+    return report
+
+
+# --------------------------------------------------------------------------- running
+
+
 def run_bench(
     profile: str,
     *,
@@ -457,13 +746,20 @@ def run_bench(
     dtype: str | None = None,
     models_dir: Path | None = None,
     compile_unet: bool = False,
+    compile_mode: str | None = None,
     channels_last: bool | None = None,
+    fuse_qkv: bool = False,
     train_steps: int | None = None,
     repeats: int = 1,
     threads: int | None = None,
+    job: bool = False,
+    candidates: int = 4,
+    keep: int = 2,
+    photos: int = 4,
     log: Callable[[str], None] = lambda _line: None,
 ) -> dict[str, Any]:
-    """Run every section and return the report (see the module docstring).
+    """Run every section (or, with ``job``, the whole-job sections) and return the report
+    (see the module docstring).
 
     ``threads``: torch CPU threads for the run (default: 1 for ``tiny``, whose kernels are too
     small to gain from threads and lose badly to OpenMP spinning on a shared machine; torch's
@@ -486,13 +782,39 @@ def run_bench(
             dtype=dtype,
             models_dir=models_dir,
             compile_unet=compile_unet,
+            compile_mode=compile_mode,
             channels_last=channels_last,
+            fuse_qkv=fuse_qkv,
             train_steps=train_steps,
             repeats=repeats,
+            job=job,
+            candidates=candidates,
+            keep=keep,
+            photos=photos,
             log=log,
         )
     finally:
         torch.set_num_threads(threads_before)
+
+
+def serving_profile(
+    *,
+    dtype: str | None,
+    channels_last: bool | None,
+    compile_unet: bool,
+    compile_mode: str | None,
+    fuse_qkv: bool = False,
+) -> ServingProfile:
+    """The bench's serving profile: the worker's defaults, with the bench's overrides. The
+    bench warms up each shape itself, so the profile's own warm-up is off."""
+    return ServingProfile(
+        dtype=dtype or "auto",
+        channels_last=channels_last,
+        fuse_qkv=fuse_qkv,
+        compile=compile_unet,
+        compile_mode=compile_mode,
+        warmup_batch_sizes=(),
+    )
 
 
 def _run_bench(
@@ -507,20 +829,32 @@ def _run_bench(
     dtype: str | None,
     models_dir: Path | None,
     compile_unet: bool,
+    compile_mode: str | None,
     channels_last: bool | None,
+    fuse_qkv: bool,
     train_steps: int | None,
     repeats: int,
+    job: bool,
+    candidates: int,
+    keep: int,
+    photos: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     started = time.perf_counter()
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(
-        dtype or ("bfloat16" if torch_device.type == "cuda" else "float32"), torch_device
+    serving = serving_profile(
+        dtype=dtype,
+        channels_last=channels_last,
+        compile_unet=compile_unet,
+        compile_mode=compile_mode,
+        fuse_qkv=fuse_qkv,
     )
+    torch_dtype = resolve_dtype(serving.dtype_for(torch_device) or "auto", torch_device)
     size = size or DEFAULT_SIZE.get(profile, 512)
     if train_steps is None:
         train_steps = 10 if profile == "tiny" or torch_device.type == "cuda" else 1
     report: dict[str, Any] = {
+        "mode": "job" if job else "sections",
         "profile": profile,
         "device": str(torch_device),
         "dtype": str(torch_dtype).removeprefix("torch."),
@@ -530,35 +864,51 @@ def _run_bench(
         "size": size,
         "steps": steps,
         "guidance": guidance,
+        "repeats": repeats,
         "batch_sizes": list(batch_sizes),
     }
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
         workdir = Path(tmp)
-        engine, source = _engine(profile, torch_device, torch_dtype, models_dir, workdir)
-        seconds, pipeline = _timed(engine.pipeline, torch_device)
+        seconds, (engine, source) = _timed(
+            lambda: _engine(profile, torch_device, serving, models_dir, workdir), torch_device
+        )
+        pipeline = engine.pipeline()
         report["load"] = {"seconds": seconds, "source": source}
         log(f"loaded {profile} in {seconds:.1f}s ({source})")
-        options: dict[str, Any] = {"channels_last": False, "compiled": False}
-        if torch_device.type == "cuda":
-            from engine.pipelines import apply_speed_options
-
-            adapters = _optional("engine.adapters")
-            if compile_unet and adapters is not None:
-                # The hot-swap slot must exist before compiling, so swaps never recompile.
-                adapters.avatar_slot(pipeline)
-
-            options = apply_speed_options(
-                pipeline, channels_last=channels_last is not False, compile_unet=compile_unet
-            )
-        else:
-            options["attention"] = sorted(
-                {type(p).__name__ for p in pipeline.unet.attn_processors.values()}
-            )
-        report["speed_options"] = options
+        report["serving_profile"] = engine.serving.get("profile")
+        report["speed_options"] = engine.serving.get("models", {}).get(
+            engine.registry.default_base, {}
+        )
         modes = engine.mode_pipelines()
         from engine.pipelines import make_scheduler
 
         report["scheduler"] = type(make_scheduler(sampler, modes.default_scheduler)).__name__
+        if job:
+            report["avatar_job"], trained, reference = bench_avatar_job(
+                engine,
+                photos=photos,
+                steps=train_steps,
+                size=size,
+                workdir=workdir,
+                repeats=repeats,
+            )
+            log(f"avatar job: {report['avatar_job'].get('total_s', report['avatar_job'])}")
+            report["generation_job"] = bench_generation_job(
+                engine,
+                trained,
+                reference,
+                candidates=candidates,
+                keep=keep,
+                steps=steps,
+                size=size,
+                guidance=guidance,
+                sampler=sampler,
+                repeats=repeats,
+            )
+            log(f"generation job: {report['generation_job'].get('total_s')}")
+            report["memory"] = memory(torch_device)
+            report["total_seconds"] = time.perf_counter() - started
+            return report
 
         rows = []
         for batch in batch_sizes:
@@ -573,13 +923,16 @@ def _run_bench(
                 sampler=sampler,
             )
             engine.render(spec)  # warm-up (and compilation) at this shape
-            times = [_timed(partial(engine.render, spec), torch_device)[0] for _ in range(repeats)]
+            times, _ = _repeat(partial(engine.render, spec), torch_device, repeats)
             seconds = statistics.median(times)
             rows.append(
                 {
                     "batch_size": batch,
                     "seconds": seconds,
+                    "seconds_min": min(times),
+                    "seconds_median": seconds,
                     "images_per_s": batch / seconds,
+                    "images_per_s_best": batch / min(times),
                     "seconds_per_image": seconds / batch,
                 }
             )
@@ -599,7 +952,9 @@ def _run_bench(
         report["training"], trained = bench_training(pipeline, steps=train_steps, size=size)
         log(f"training: {report['training'].get('seconds', report['training']['status'])}")
         loras = _lora_variants(pipeline, trained, max(2, max(batch_sizes)))
-        report["adapter_switch"] = bench_adapters(pipeline, loras, workdir, torch_device)
+        report["adapter_switch"] = bench_adapters(
+            pipeline, loras, workdir, torch_device, repeats=max(3, repeats)
+        )
         log("adapter switch measured")
         report["mixed_batch"] = bench_mixed(
             pipeline,
@@ -608,6 +963,7 @@ def _run_bench(
             size=size,
             guidance=guidance,
             device=torch_device,
+            repeats=repeats,
         )
         report["batch_render"] = bench_batch_render(
             engine,
@@ -637,20 +993,75 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def format_table(report: dict[str, Any]) -> str:
-    lines = [
+def _header(report: dict[str, Any]) -> list[str]:
+    return [
         f"profile {report['profile']} on {report['device']} ({report['dtype']}, "
         f"{report['torch_threads']} threads), {report['size']}x{report['size']} px, "
-        f"{report['steps']} steps, guidance {report['guidance']}, scheduler {report['scheduler']}",
+        f"{report['steps']} steps, guidance {report['guidance']}, scheduler {report['scheduler']}"
+        f", {report.get('repeats', 1)} repeat(s): min / median",
         f"load: {_fmt(report['load']['seconds'])} s, {report['load']['source']}; "
         f"speed options: {report['speed_options']}",
         "",
-        "batch  seconds  images/s  s/image",
     ]
+
+
+def _min_median(entry: dict[str, Any]) -> str:
+    return f"{_fmt(entry['min'])} / {_fmt(entry['median'])} s"
+
+
+def format_job_table(report: dict[str, Any]) -> str:
+    lines = _header(report)
+    avatar = report["avatar_job"]
+    if avatar["status"] == "ok":
+        shares = avatar["shares"]
+        lines += [
+            f"avatar job ({avatar['photos']} photos from {avatar['photo_source']}, "
+            f"{avatar['accepted']} accepted, preparation {avatar['preparation']}; "
+            f"{avatar['steps']} steps at {avatar['resolution']} px, batch {avatar['batch_size']}):",
+            f"  total    {_min_median(avatar['total_s'])}",
+            f"  prepare  {_min_median(avatar['prepare_s'])}  ({shares['prepare_s']:.1%})",
+            f"  train    {_min_median(avatar['train_s'])}  ({shares['train_s']:.1%}, "
+            f"{_fmt(avatar['training_steps_per_s'])} steps/s)",
+            f"  save     {_min_median(avatar['save_s'])}  ({shares['save_s']:.1%})",
+        ]
+    else:
+        lines.append(f"avatar job: {avatar['status']}")
+    gen = report["generation_job"]
+    if gen["status"] == "ok":
+        lines += [
+            f"generation job ({gen['candidates']} candidates, {gen['kept']} kept, likeness "
+            f"{gen['likeness']}, labels {gen['labels']}):",
+            f"  total     {_min_median(gen['total_s'])}  ({_fmt(gen['images_per_s'])} "
+            "candidates/s)",
+            f"  pipeline  {_min_median(gen['pipeline_s'])}",
+            f"  likeness  {_min_median(gen['likeness_s'])}",
+            f"  labels+encode {_min_median(gen['output_s'])}",
+            f"  post-processing share {gen['postprocess_share']:.1%} (median)",
+        ]
+    else:
+        lines.append(f"generation job: {gen['status']}")
+    mem = report["memory"]
+    lines.append(
+        f"peak RSS {mem['peak_rss_mb']:.0f} MB"
+        + (
+            f", CUDA max allocated {mem['cuda_max_allocated_mb']:.0f} MB"
+            if "cuda_max_allocated_mb" in mem
+            else ""
+        )
+    )
+    lines.append(f"total {report['total_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    if report.get("mode") == "job":
+        return format_job_table(report)
+    lines = _header(report)
+    lines.append("batch  s (min)  s (median)  images/s  s/image")
     for row in report["throughput"]["rows"]:
         lines.append(
-            f"{row['batch_size']:>5}  {_fmt(row['seconds']):>7}  {_fmt(row['images_per_s']):>8}  "
-            f"{_fmt(row['seconds_per_image']):>7}"
+            f"{row['batch_size']:>5}  {_fmt(row['seconds_min']):>7}  {_fmt(row['seconds']):>10}  "
+            f"{_fmt(row['images_per_s']):>8}  {_fmt(row['seconds_per_image']):>7}"
         )
     unet = report["unet"]
     lines += [
@@ -661,6 +1072,11 @@ def format_table(report: dict[str, Any]) -> str:
         + (
             f" = {unet['fraction_of_bf16_peak']:.1%} of {unet['gpu']} bf16 peak"
             if unet.get("fraction_of_bf16_peak")
+            else ""
+        )
+        + (
+            f", {unet['fraction_of_measured_bf16']:.1%} of a measured bf16 matmul"
+            if unet.get("fraction_of_measured_bf16")
             else ""
         ),
     ]
@@ -710,4 +1126,4 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

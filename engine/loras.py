@@ -140,6 +140,17 @@ class SlotLoraManager:
         """The pipeline's avatar slot, if a LoRA render created one."""
         return self._slots.get(pipeline)
 
+    def ensure_slot(self, pipeline: Any) -> Any:
+        """The pipeline's avatar slot, created now if needed (before any other LoRA is loaded
+        and before the UNet is compiled, so avatar swaps never recompile)."""
+        from engine.adapters import avatar_slot
+
+        with self._lock:
+            slot = self._slots.get(pipeline)
+            if slot is None:
+                slot = self._slots[pipeline] = avatar_slot(pipeline, max_rank=self.max_rank)
+            return slot
+
     def activate(self, pipeline: Any, adapters: Sequence[ActiveLora]) -> None:
         from engine.adapters import avatar_slot
 

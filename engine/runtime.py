@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import io
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +299,9 @@ class Engine:
     ``avatar_source`` loads avatar LoRAs by id (see `engine.loras.AvatarSource`);
     ``max_batch`` caps how many candidates are denoised in one batch (None: all at once);
     ``face_detector`` / ``likeness_scorer`` default to `engine.faces` (dlib, loaded lazily);
-    ``loader`` replaces ``from_pretrained`` loading (e.g. in-memory random models).
+    ``loader`` replaces ``from_pretrained`` loading (e.g. in-memory random models);
+    ``on_load(pipeline, model)`` runs on every freshly loaded base pipeline before it is cached
+    (`engine.serving.build_engine` applies the serving profile's speed options there).
     """
 
     def __init__(
@@ -313,12 +316,25 @@ class Engine:
         face_detector: FaceDetector | None = None,
         likeness_scorer: LikenessScorer | None = None,
         loader: PipelineLoader | None = None,
+        on_load: Callable[[DiffusionPipeline, ModelSpec], None] | None = None,
     ) -> None:
         """``dtype`` overrides every model's registry dtype (e.g. ``float32`` for CPU tests)."""
         self.registry = registry
         self.device = resolve_device(device)
         self._dtype_override = dtype
-        self.cache = PipelineCache(loader or self._load)
+        base_loader = loader or self._load
+
+        def load(model: ModelSpec) -> DiffusionPipeline:
+            pipeline = base_loader(model)
+            if on_load is not None:
+                on_load(pipeline, model)
+            return pipeline
+
+        self.cache = PipelineCache(load)
+        # What `engine.serving.build_engine` applied (profile, speed options, warm-up).
+        self.serving: dict[str, Any] = {}
+        # Seconds per phase of the last `render` / `render_batch` (see `render`).
+        self.last_timings: dict[str, float] = {}
         self.avatar_source = avatar_source
         self.loras = lora_manager or default_lora_manager()
         self.max_batch = max_batch
@@ -470,7 +486,15 @@ class Engine:
         `RenderCanceled`. With ``reference_embedding`` (the avatar owner's 128-d face
         embedding) candidates are scored by likeness and the best ``spec.keep`` returned.
         ``label`` applies the AIGC labels to every returned image.
+
+        Afterwards ``engine.last_timings`` holds the seconds of this render's phases:
+        ``pipeline_s`` (diffusion pipeline calls: text encoding, denoising, VAE decode),
+        ``face_pass_s``, ``likeness_s`` (scoring and ranking the candidates), ``output_s``
+        (labels and PNG/JPEG encoding of the kept images) and ``total_s`` (with concurrent
+        renders on one engine: whichever finished last).
         """
+        started = time.perf_counter()
+        timings = {"pipeline_s": 0.0, "face_pass_s": 0.0, "likeness_s": 0.0, "output_s": 0.0}
         model = self._base_model(spec)
         modes = self.mode_pipelines(model.key)
         if should_cancel is not None and should_cancel():
@@ -542,13 +566,20 @@ class Engine:
                     call.update(
                         image=inputs.image, mask_image=inputs.mask, strength=float(inputs.strength)
                     )
+                phase = time.perf_counter()
                 images += _call(pipe, **call)
+                timings["pipeline_s"] += time.perf_counter() - phase
             if spec.face_refine is not None:
+                phase = time.perf_counter()
                 images = self._refine_faces(
                     spec, modes, avatar, prompt, images, seeds, progress, face_steps
                 )
+                timings["face_pass_s"] = time.perf_counter() - phase
         progress.finish()
-        return self._finish(spec, images, seeds, reference_embedding, label)
+        results = self._finish(spec, images, seeds, reference_embedding, label, timings)
+        timings["total_s"] = time.perf_counter() - started
+        self.last_timings = timings
+        return results
 
     def render_batch(
         self,
@@ -580,6 +611,8 @@ class Engine:
         from engine.adapters import loaded_adapters, per_sample_adapters
         from engine.batching import batch_key
 
+        started = time.perf_counter()
+        timings = {"pipeline_s": 0.0, "face_pass_s": 0.0, "likeness_s": 0.0, "output_s": 0.0}
         specs = list(specs)
         if not specs:
             return []
@@ -669,6 +702,7 @@ class Engine:
                 loaded_adapters(base, loras),
                 per_sample_adapters(base, sample_names, weights=weights),
             ):
+                phase = time.perf_counter()
                 images = _call(
                     pipe,
                     prompt=prompts,
@@ -685,12 +719,16 @@ class Engine:
                     callback_on_step_end=progress.callback(first.steps),
                     **control_kwargs,
                 )
+                timings["pipeline_s"] = time.perf_counter() - phase
         progress.finish()
         per_spec = zip(specs, images, references, label_list, strict=True)
-        return [
-            self._finish(spec, [image], spec.candidate_seeds, reference, label)
+        results = [
+            self._finish(spec, [image], spec.candidate_seeds, reference, label, timings)
             for spec, image, reference, label in per_spec
         ]
+        timings["total_s"] = time.perf_counter() - started
+        self.last_timings = timings
+        return results
 
     def _ensure_avatar_slot(self, base: DiffusionPipeline) -> None:
         """Create the pipeline's hot-swap avatar slot before a batch loads its adapters.
@@ -825,7 +863,11 @@ class Engine:
         seeds: Sequence[int],
         reference_embedding: np.ndarray | None,
         label: LabelOptions | None,
+        timings: dict[str, float] | None = None,
     ) -> list[RenderedImage]:
+        """Score and rank the candidates, then label/encode the kept ones; adds the seconds
+        of both phases to ``timings["likeness_s"]`` / ``timings["output_s"]``."""
+        phase = time.perf_counter()
         scores: list[float | None] = [None] * len(images)
         if reference_embedding is not None:
             score = self._likeness_scorer
@@ -837,6 +879,9 @@ class Engine:
             order = rank_candidates(scores, spec.num_kept)
         else:
             order = list(range(spec.num_kept))
+        if timings is not None:
+            timings["likeness_s"] += time.perf_counter() - phase
+            phase = time.perf_counter()
         results = []
         for index in order:
             image = images[index]
@@ -869,4 +914,6 @@ class Engine:
                     content,
                 )
             )
+        if timings is not None:
+            timings["output_s"] += time.perf_counter() - phase
         return results

@@ -57,3 +57,26 @@ def test_bench_rejects_bad_batch_sizes(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--batch-sizes", "1,x"])
     assert "batch" in capsys.readouterr().err
+
+
+def test_bench_job_smoke(tmp_path: Path, capsys):
+    """``--job`` at tiny size: a whole avatar and a whole generation, each phase timed."""
+    out = tmp_path / "job.json"
+    argv = ["bench", "--profile", "tiny", "--job", "--json", str(out), "--device", "cpu"]
+    assert main([*argv, "--steps", "2", "--train-steps", "2", "--repeats", "2"]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["mode"] == "job"
+    avatar = report["avatar_job"]
+    assert avatar["status"] == "ok" and avatar["steps"] == 2
+    for phase in ("prepare_s", "train_s", "save_s", "total_s"):
+        assert avatar[phase]["runs"] == 2
+        assert 0 <= avatar[phase]["min"] <= avatar[phase]["median"]
+    assert abs(sum(avatar["shares"].values()) - 1.0) < 0.05
+    assert avatar["preparation"] == "ok" and avatar["accepted"] >= 1  # dlib is installed here
+    gen = report["generation_job"]
+    assert gen["status"] == "ok" and (gen["candidates"], gen["kept"]) == (4, 2)
+    assert gen["likeness"] == "ok" and gen["labels"] == "ok" and gen["formats"] == ["PNG"]
+    assert 0 < gen["postprocess_share"] < 1
+    assert gen["pipeline_s"]["median"] > 0 and gen["total_s"]["median"] >= gen["pipeline_s"]["min"]
+    table = capsys.readouterr().out
+    assert "post-processing share" in table and "avatar job" in table and f"wrote {out}" in table

@@ -11,7 +11,14 @@ from pathlib import Path
 import engine
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-LIGHT_MODULES = ["engine", "engine.errors", "engine.registry", "engine.spec", "engine.__main__"]
+LIGHT_MODULES = [
+    "engine",
+    "engine.errors",
+    "engine.registry",
+    "engine.spec",
+    "engine.serving",
+    "engine.__main__",
+]
 
 
 def _loaded_after_import(modules: list[str]) -> set[str]:

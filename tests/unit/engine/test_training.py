@@ -310,3 +310,111 @@ def test_gradient_checkpointing_and_bf16_autocast(tiny_pipeline, synthetic_photo
     assert math.isfinite(bf16.metadata["final_loss"])
     assert bf16.metadata["mixed_precision"] == "bf16"
     assert {t.dtype for t in bf16.state_dict.values()} == {torch.float32}
+
+
+# ------------------------------------------------------------------------------ fast path
+
+
+def test_loss_is_read_back_every_few_steps_not_every_step(
+    tiny_pipeline, synthetic_photos, monkeypatch
+):
+    import engine.training as training
+
+    reads: list[int] = []
+    real = training._check_loss
+
+    def spy(loss, nonfinite, checked, step):
+        reads.append(step + 1)
+        return real(loss, nonfinite, checked, step)
+
+    monkeypatch.setattr(training, "_check_loss", spy)
+    calls: list[float] = []
+    config = dataclasses.replace(SHORT, steps=2 * training.LOSS_CHECK_EVERY + 3)
+    trained = train_avatar_lora(
+        pipeline=tiny_pipeline,
+        photos=synthetic_photos,
+        config=config,
+        on_progress=lambda _step, _total, loss: calls.append(loss),
+    )
+    every = training.LOSS_CHECK_EVERY
+    assert reads == [1, every, 2 * every, config.steps]  # first, every N, last
+    assert len(calls) == config.steps and all(math.isfinite(loss) for loss in calls)
+    assert trained.metadata["final_loss"] == calls[-1]
+
+
+def test_a_non_finite_loss_between_checks_still_fails_training(
+    tiny_pipeline, synthetic_photos, monkeypatch
+):
+    import engine.training as training
+
+    real = training.F.mse_loss
+    seen: list[int] = []
+
+    def poisoned(prediction, target, *args, **kwargs):
+        seen.append(1)
+        loss = real(prediction, target, *args, **kwargs)
+        return loss * float("nan") if len(seen) == 3 else loss
+
+    monkeypatch.setattr(training.F, "mse_loss", poisoned)
+    with pytest.raises(training.TrainingFailed, match=r"non-finite .* steps 2-8"):
+        train_avatar_lora(
+            pipeline=tiny_pipeline,
+            photos=synthetic_photos,
+            config=dataclasses.replace(SHORT, steps=8),
+        )
+
+
+def test_time_budget_stop_between_checks_checks_the_last_losses(
+    tiny_pipeline, synthetic_photos, monkeypatch
+):
+    import engine.training as training
+
+    real = training.F.mse_loss
+    seen: list[int] = []
+
+    def poisoned(prediction, target, *args, **kwargs):
+        seen.append(1)
+        loss = real(prediction, target, *args, **kwargs)
+        return loss * float("nan") if len(seen) == 2 else loss
+
+    monkeypatch.setattr(training.F, "mse_loss", poisoned)
+    clock = iter(range(1000))
+    monkeypatch.setattr(training.time, "monotonic", lambda: float(next(clock)))
+    config = dataclasses.replace(SHORT, steps=50, time_budget_s=3.5)  # stops after a few steps
+    with pytest.raises(training.TrainingFailed, match="non-finite"):
+        train_avatar_lora(pipeline=tiny_pipeline, photos=synthetic_photos, config=config)
+
+
+def test_batches_walk_a_fresh_permutation_per_epoch_on_the_device():
+    from engine.training import _batch_indices
+
+    def reference(count: int, batch_size: int, seed: int, steps: int) -> list[list[int]]:
+        generator, order, out = torch.Generator().manual_seed(seed), [], []
+        for _ in range(steps):
+            batch = []
+            while len(batch) < batch_size:
+                if not order:
+                    order = torch.randperm(count, generator=generator).tolist()
+                batch.append(order.pop(0))
+            out.append(batch)
+        return out
+
+    for count, batch_size in ((4, 1), (4, 3), (3, 2), (5, 5)):
+        walk = _batch_indices(
+            count, batch_size, torch.Generator().manual_seed(9), torch.device("cpu")
+        )
+        got = [next(walk).tolist() for _ in range(7)]
+        assert got == reference(count, batch_size, 9, 7)
+
+
+def test_auto_mixed_precision_is_autocast_on_cuda_only():
+    from engine.training import resolve_mixed_precision
+
+    cpu, cuda, meta = torch.device("cpu"), torch.device("cuda"), torch.device("meta")
+    assert resolve_mixed_precision("auto", cpu, torch.float32) == "no"
+    assert resolve_mixed_precision("auto", meta, torch.bfloat16) == "no"
+    assert resolve_mixed_precision("auto", cuda, torch.float16) == "fp16"
+    assert resolve_mixed_precision("auto", cuda, torch.bfloat16) == "bf16"
+    assert resolve_mixed_precision("no", cuda, torch.bfloat16) == "no"
+    assert resolve_mixed_precision("bf16", cpu, torch.float32) == "bf16"
+    assert TrainingConfig().mixed_precision == "auto"

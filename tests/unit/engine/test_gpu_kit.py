@@ -1,0 +1,66 @@
+"""The H200 kit (bench/): lock parsing, the report tables, a CPU dry run of one section."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kit_packages_are_locked_and_torch_is_never_carried():
+    make_kit = _load("make_kit")
+    versions = make_kit.locked_versions(ROOT / "requirements.lock")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^GPU_KIT_WHEELS := (.+)$", makefile, re.MULTILINE)
+    assert match, "the gpu-kit target names its wheels"
+    wheels = match.group(1).split()
+    assert {"diffusers", "peft", "transformers"} <= set(wheels)
+    assert all(make_kit._normalise(name) in versions for name in wheels)
+    assert "torch" not in wheels  # the device's own CUDA build is used
+
+
+def test_gpu_sh_documents_the_run_invocation():
+    header = (ROOT / "bench" / "gpu.sh").read_text(encoding="utf-8")[:1500]
+    assert "command:   bash bench/gpu.sh" in header
+    assert 'carry:     [".gpu-kit"]' in header
+    assert "timeout_s:" in header and "make gpu-kit" in header
+
+
+def test_report_tables_survive_failed_and_missing_sections():
+    gpu_run = _load("gpu_run")
+    report = {
+        "mode": "gpu",
+        "sections": {
+            "install": {"status": "failed: no wheels", "seconds": 0.0},
+            "serving": {"status": "timeout after 170 s", "seconds": 170.0, "result_error": "x"},
+            "compile": {"status": "ok", "seconds": 90.0, "result": {"status": "warmed up"}},
+        },
+    }
+    text = gpu_run.markdown(report)
+    assert "| install | failed: no wheels |" in text and "torch.compile" in text
+
+
+def test_cpu_smoke_runs_a_section_soft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    gpu_run = _load("gpu_run")
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert gpu_run.main(["--cpu-smoke", "--only", "env,nonexistent", "--budget-s", "120"]) == 0
+    report = json.loads((tmp_path / "gpu-report.json").read_text(encoding="utf-8"))
+    assert report["mode"] == "cpu-smoke" and report["sections"]["env"]["status"] == "ok"
+    assert report["env"]["import engine.runtime"] == "ok"
+    assert (tmp_path / "gpu-report.md").is_file() and (tmp_path / "gpu-log.txt").is_file()
