@@ -15,13 +15,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -172,6 +173,17 @@ def renew_lease(job: RenderJob) -> bool:
     )
 
 
+@contextmanager
+def _bounded_lock_wait(seconds: float = 2.0) -> Iterator[None]:
+    """One transaction whose row-lock waits give up after `seconds` (PostgreSQL), so the
+    lease thread never blocks behind a transaction that waits for the job to finish."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(seconds * 1000)}ms"])
+        yield
+
+
 class LeaseKeeper:
     """Renews a running job's lease from a background thread while the job works, so a long
     model load or a slow step never looks like a dead worker."""
@@ -190,12 +202,18 @@ class LeaseKeeper:
         last_renewal = time.monotonic()
         try:
             while not self._stop.wait(tick):
-                if time.monotonic() - last_renewal >= renew_every:
-                    if not renew_lease(self.job):
-                        self.lost = True
-                        return
-                    last_renewal = time.monotonic()
-                heartbeat(worker=self.job.worker, lanes=self.job.lane, job=self.job)
+                try:
+                    with _bounded_lock_wait():
+                        if time.monotonic() - last_renewal >= renew_every:
+                            if not renew_lease(self.job):
+                                self.lost = True
+                                return
+                            last_renewal = time.monotonic()
+                        heartbeat(worker=self.job.worker, lanes=self.job.lane, job=self.job)
+                except DatabaseError:
+                    # A row held by another transaction (or a database hiccup): skip this
+                    # tick rather than block the job; the lease has room for several misses.
+                    logger.warning("job %s: heartbeat skipped (row busy)", self.job.pk)
         finally:
             connection.close()
 

@@ -41,15 +41,16 @@ app.autodiscover_tasks()
 
 @worker_ready.connect
 def load_models_before_first_job(sender=None, **kwargs) -> None:
-    """Pay the model import and load once at start-up, not inside the first user's job."""
+    """Pay the model load, compile and warm-up renders once at start-up, not inside the first
+    user's job (engine.serving: the profile's warm-up batch sizes)."""
     from django.conf import settings
 
     if not settings.ENGINE_WARM_ON_START:
         return
-    from workstation.engine_host import get_engine
+    from workstation.engine_host import warm_up
 
     try:
-        get_engine().pipeline()
+        warm_up()
     except Exception:  # a broken model must not stop the worker; jobs report it
         import logging
 
