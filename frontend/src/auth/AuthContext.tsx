@@ -32,17 +32,22 @@ function asApiError(err: unknown): ApiError {
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [state, setState] = useState<AuthState>({ status: 'loading' });
 
-  const load = useCallback(async (signal?: AbortSignal) => {
-    setState({ status: 'loading' });
-    try {
-      const user = await authApi.fetchMe(signal);
-      if (!signal?.aborted) setState({ status: 'authenticated', user });
-    } catch (err) {
-      if (signal?.aborted) return;
-      const error = asApiError(err);
-      setState(error.status === 401 ? { status: 'anonymous' } : { status: 'error', error });
-    }
-  }, []);
+  // GET /auth/me and store the outcome. The state starts as 'loading' and refresh() sets it
+  // again before loading, so the effect below sets state only once the request settles.
+  const load = useCallback(
+    (signal?: AbortSignal): Promise<void> =>
+      authApi.fetchMe(signal).then(
+        (user) => {
+          if (!signal?.aborted) setState({ status: 'authenticated', user });
+        },
+        (err: unknown) => {
+          if (signal?.aborted) return;
+          const error = asApiError(err);
+          setState(error.status === 401 ? { status: 'anonymous' } : { status: 'error', error });
+        },
+      ),
+    [],
+  );
 
   useEffect(() => {
     const controller = new AbortController();
@@ -70,7 +75,10 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     [],
   );
 
-  const refresh = useCallback(() => load(), [load]);
+  const refresh = useCallback(() => {
+    setState({ status: 'loading' });
+    return load();
+  }, [load]);
 
   const value = useMemo(
     () => ({ state, refresh, signIn, signOut, acceptInvitation }),

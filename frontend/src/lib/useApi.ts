@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useEffectEvent, useState } from 'react';
 import { ApiError } from '../api/client';
 
 export type Loadable<T> =
@@ -22,14 +22,22 @@ export function isAbort(err: unknown): boolean {
 export function useApi<T>(fetcher: (signal: AbortSignal) => Promise<T>, deps: readonly unknown[]) {
   const [state, setState] = useState<Loadable<T>>({ status: 'loading' });
   const [version, setVersion] = useState(0);
-  const fetcherRef = useRef(fetcher);
-  fetcherRef.current = fetcher;
+  // Always call the latest `fetcher` without making it an effect dependency.
+  const fetchLatest = useEffectEvent((signal: AbortSignal) => fetcher(signal));
+
+  // When the deps or the version change, go back to 'loading' in this same render (adjusting
+  // state while rendering, see https://react.dev/learn/you-might-not-need-an-effect) instead of
+  // from the effect; a reload keeps data that is already shown.
+  const key = [...deps, version];
+  const [loadedKey, setLoadedKey] = useState(key);
+  if (key.length !== loadedKey.length || key.some((value, i) => !Object.is(value, loadedKey[i]))) {
+    setLoadedKey(key);
+    setState((prev) => (prev.status === 'ready' && version > 0 ? prev : { status: 'loading' }));
+  }
 
   useEffect(() => {
     const controller = new AbortController();
-    setState((prev) => (prev.status === 'ready' && version > 0 ? prev : { status: 'loading' }));
-    fetcherRef
-      .current(controller.signal)
+    fetchLatest(controller.signal)
       .then((data) => {
         if (!controller.signal.aborted) setState({ status: 'ready', data });
       })
@@ -57,15 +65,15 @@ export function usePolling(
   deps: readonly unknown[] = [],
   immediate = true,
 ) {
-  const tickRef = useRef(tick);
-  tickRef.current = tick;
+  // Always call the latest `tick` without making it an effect dependency.
+  const tickLatest = useEffectEvent((signal: AbortSignal) => tick(signal));
   useEffect(() => {
     if (!active) return;
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const run = async () => {
       try {
-        await tickRef.current(controller.signal);
+        await tickLatest(controller.signal);
       } catch {
         // The tick reports its own errors.
       }

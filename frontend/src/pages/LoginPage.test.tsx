@@ -1,4 +1,4 @@
-import { fireEvent, render, screen, within } from '@testing-library/react';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { App } from '../App';
 import { emptyResponse, errorBody, jsonResponse, stubFetch } from '../test/fetchStub';
@@ -59,8 +59,8 @@ describe('LoginPage', () => {
     expect(document.getElementById(describedBy!)?.textContent).toBe('Enter a valid email address.');
     expect(screen.getByLabelText('Password').getAttribute('aria-invalid')).toBe('true');
 
-    // Focus moves to the first invalid field.
-    expect(document.activeElement).toBe(email);
+    // Focus moves to the first invalid field (an effect does it after the alert renders, so wait for it).
+    await waitFor(() => expect(document.activeElement).toBe(email));
 
     // The login request carried the credentials, the CSRF header and cookies.
     const login = calls.find((c) => c.method === 'POST' && c.path === '/api/v1/auth/login');
@@ -83,7 +83,8 @@ describe('LoginPage', () => {
     const alert = await screen.findByRole('alert');
     expect(alert.textContent).toBe('Email or password is incorrect.');
     expect(screen.getByLabelText('Email').getAttribute('aria-invalid')).toBeNull();
-    expect(document.activeElement).toBe(alert);
+    // An effect moves focus after the alert renders: wait for it instead of racing it.
+    await waitFor(() => expect(document.activeElement).toBe(alert));
   });
 
   it('validates empty fields without calling the API', async () => {

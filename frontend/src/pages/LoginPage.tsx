@@ -39,18 +39,19 @@ export function LoginPage() {
 
   const id = useId();
   const alertRef = useRef<HTMLDivElement>(null);
-  const inputRefs = {
-    email: useRef<HTMLInputElement>(null),
-    password: useRef<HTMLInputElement>(null),
-  } satisfies Record<Field, RefObject<HTMLInputElement | null>>;
+  const emailRef = useRef<HTMLInputElement>(null);
+  const passwordRef = useRef<HTMLInputElement>(null);
+  const inputRefs = { email: emailRef, password: passwordRef } satisfies Record<
+    Field,
+    RefObject<HTMLInputElement | null>
+  >;
 
+  // Re-run only when a new error arrives (errorVersion changes even if the error is identical).
   useEffect(() => {
     if (!error) return;
     const firstInvalid = FIELDS.find((f) => error.fieldErrors(f).length > 0);
-    if (firstInvalid) inputRefs[firstInvalid].current?.focus();
+    if (firstInvalid) (firstInvalid === 'email' ? emailRef : passwordRef).current?.focus();
     else alertRef.current?.focus();
-    // inputRefs are stable refs; re-run only when a new error arrives.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [error, errorVersion]);
 
   if (state.status === 'authenticated') return <Navigate to={target} replace />;

@@ -10,6 +10,8 @@ export interface RecordedCall {
   search: string;
   /** Multipart bodies (FormData), when one was sent. */
   form: FormData | undefined;
+  /** The request's AbortSignal, when one was passed. */
+  signal: AbortSignal | undefined;
 }
 
 type Handler = (call: RecordedCall) => Response | Promise<Response>;
@@ -54,6 +56,7 @@ export function stubFetch(routes: Record<string, Handler>): RecordedCall[] {
       body: typeof init.body === 'string' ? (JSON.parse(init.body) as unknown) : undefined,
       search: url.search.replace(/^\?/, ''),
       form: init.body instanceof FormData ? init.body : undefined,
+      signal: init.signal ?? undefined,
     };
     calls.push(call);
     const handler = routes[`${call.method} ${call.path}`];

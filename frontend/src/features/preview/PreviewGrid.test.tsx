@@ -69,8 +69,10 @@ describe('LivePreview', () => {
     expect(screen.queryByRole('progressbar')).toBeNull();
     expect(screen.queryByTestId('queue-banner')).toBeNull();
     expect(screen.getByText(/4 of 4 cells done — finished with failures/)).toBeTruthy();
-    // Let an in-flight request settle, then check that no further requests are made.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Polling stops: wait until the poll loop is torn down (its requests' signal is aborted, after
+    // which it schedules nothing) instead of sleeping, then check that no further requests are made.
+    const lastPoll = calls[calls.length - 1]!;
+    await waitFor(() => expect(lastPoll.signal?.aborted).toBe(true));
     const polls = calls.length;
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(calls.length).toBe(polls);
