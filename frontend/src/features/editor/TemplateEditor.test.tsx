@@ -79,6 +79,10 @@ describe('Template editor validation', () => {
     await screen.findByTestId('editor-errors');
     // The schema error (no image chosen) comes first; the start/end rule needs a valid schema.
     expect(describedErrors(screen.getByLabelText('Control 1 image'))).toBe('Choose an uploaded image.');
+    // The image library loads separately from the spec schema: wait until the uploaded image is an
+    // option, otherwise the select drops the value and no image gets chosen.
+    const image = screen.getByLabelText('Control 1 image') as HTMLSelectElement;
+    await waitFor(() => expect(Array.from(image.options, (o) => o.value)).toContain(SHA_CANNY));
     change('Control 1 image', SHA_CANNY);
     await waitFor(() => expect(describedErrors(screen.getByLabelText('Control 1 end'))).toBe('End must be greater than start.'));
     expect(describedErrors(screen.getByLabelText('Keep'))).toBe('Cannot keep more images than there are candidates.');
