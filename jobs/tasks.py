@@ -1,14 +1,32 @@
 """Thin Celery tasks. Messages are dispatch tokens: they carry a lane name, never a payload."""
 
+import logging
+
 from celery import shared_task
+from celery.worker import state as worker_state
 
 from . import dispatch as dispatching
 from . import runner
 
+logger = logging.getLogger(__name__)
+
+
+def worker_is_stopping() -> bool:
+    """Ctrl-C / SIGTERM started this worker's warm shutdown."""
+    # The flags hold an exit code once set, and EX_OK is 0: test against None, not truth.
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
+
 
 @shared_task(name="jobs.tasks.dispatch", bind=True)
 def dispatch(self, lane: str) -> str | None:
-    """Claims the next job of `lane` by the fair policy and runs it; a no-op if none waits."""
+    """Claims the next job of `lane` by the fair policy and runs it; a no-op if none waits.
+
+    A worker that is shutting down claims nothing new: the job stays queued and the sweeper
+    re-sends its token (TOKEN_RESEND_S), so a stop never waits for a job it did not have.
+    """
+    if worker_is_stopping():
+        logger.info("worker stopping: the %s token is left to the sweeper", lane)
+        return None
     job = runner.dispatch_once(lane=lane, worker=self.request.hostname or "worker")
     return str(job.pk) if job else None
 

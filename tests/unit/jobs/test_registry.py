@@ -231,3 +231,17 @@ def test_a_dead_workers_jobs_return_before_their_lease_ends(make_user, settings,
         "unknown": JobStatus.RUNNING,
     }
     assert dispatch.sweep()["requeued"] == 0  # exactly once
+
+
+def test_a_stopping_worker_claims_no_new_job(make_user, monkeypatch, echo_kind):
+    from celery.worker import state as worker_state
+
+    from jobs import tasks
+
+    job = job_create(kind="echo", spec={}, created_by=make_user("operator"))
+    monkeypatch.setattr(worker_state, "should_stop", 0)  # EX_OK: warm shutdown requested
+    assert tasks.dispatch.run("render") is None
+    assert RenderJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    monkeypatch.setattr(worker_state, "should_stop", None)
+    assert tasks.dispatch.run("render") == str(job.pk)
+    assert RenderJob.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
