@@ -96,10 +96,6 @@ def registered() -> dict[str, JobKindSpec]:
     return dict(_KINDS)
 
 
-def kinds_where(predicate: Callable[[JobKindSpec], bool]) -> list[str]:
-    return [name for name, spec in _KINDS.items() if predicate(spec)]
-
-
 def hook_name(hook: FinishedHook) -> str:
     return f"{hook.__module__}.{hook.__qualname__}"
 
