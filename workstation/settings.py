@@ -267,6 +267,14 @@ AVATAR_KEEP_PHOTOS = env.int("AVATAR_KEEP_PHOTOS", default=15)
 AVATAR_MIN_USABLE_PHOTOS = env.int("AVATAR_MIN_USABLE_PHOTOS", default=10)
 AVATAR_PHOTO_MAX_BYTES = env.int("AVATAR_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
 AVATAR_MIN_FACE_PX = env.int("AVATAR_MIN_FACE_PX", default=128)
+# Pixel budgets, checked from the image headers before anything is decoded: per photo (a 50 Mpx
+# phone's full-resolution mode fits) and per upload request (every photo plus the front one).
+AVATAR_PHOTO_MAX_PIXELS = env.int("AVATAR_PHOTO_MAX_PIXELS", default=50_000_000)
+AVATAR_UPLOAD_MAX_PIXELS = env.int("AVATAR_UPLOAD_MAX_PIXELS", default=600_000_000)
+# Photos are decoded for screening at no more than about this side (JPEG draft mode).
+AVATAR_DECODE_SIDE = env.int("AVATAR_DECODE_SIDE", default=2048)
+# A designer's control or reference image (stored at most 2048 px on its long side).
+ASSET_MAX_PIXELS = env.int("ASSET_MAX_PIXELS", default=4096 * 4096)
 AVATAR_MAX_IN_FLIGHT = env.int("AVATAR_MAX_IN_FLIGHT", default=2)
 AVATAR_RETENTION_DAYS = env.int("AVATAR_RETENTION_DAYS", default=30)
 AVATAR_DELETION_NOTICE_DAYS = env.int("AVATAR_DELETION_NOTICE_DAYS", default=3)
