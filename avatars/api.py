@@ -15,11 +15,12 @@ from rest_framework.views import APIView
 
 from workstation.api.permissions import IsApiClient, IsOperator
 from workstation.api.scoping import ConsumerScopedMixin
+from workstation.api.sse import state_stream
 
 from . import consent as agreement
 from . import services
 from .audit import actor_of, audit
-from .models import Avatar, ConsentRecord
+from .models import Avatar, AvatarStatus, ConsentRecord
 from .selectors import avatar_queue_estimate
 
 # --- Consent -------------------------------------------------------------------------------------
@@ -99,7 +100,19 @@ class ConsentWithdrawView(ConsumerScopedMixin, generics.GenericAPIView):
 # --- Avatars -------------------------------------------------------------------------------------
 
 
+class PhotoIssueSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text='"front_photo" or "photos.<index in the upload>"')
+    code = serializers.CharField(help_text="Stable reason code, e.g. no_face, image_too_large")
+    reason = serializers.CharField(help_text="A sentence to show the end user")
+
+
 class AvatarSerializer(serializers.ModelSerializer):
+    photo_issues = PhotoIssueSerializer(
+        many=True,
+        read_only=True,
+        help_text="Photos not used and why: found at upload (not an image, too large) or by "
+        "screening at the start of training (no face, blurry, another person...).",
+    )
     progress = serializers.SerializerMethodField()
     queue = serializers.SerializerMethodField()
     failure = serializers.SerializerMethodField()
@@ -115,6 +128,7 @@ class AvatarSerializer(serializers.ModelSerializer):
             "queue",
             "failure",
             "photo_count",
+            "photo_issues",
             "created_at",
             "finished_at",
             "last_used_at",
@@ -148,12 +162,6 @@ class AvatarCreateSerializer(serializers.Serializer):
     front_photo = serializers.FileField()
     photos = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     name = serializers.CharField(max_length=80, required=False, allow_blank=True)
-
-
-def _accepted(avatar: Avatar, screened, request) -> Response:
-    body = AvatarSerializer(avatar, context={"request": request}).data
-    body["dropped_photos"] = [issue.as_detail() for issue in screened.dropped]
-    return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 def _photo_files(request) -> list:
@@ -193,14 +201,15 @@ class AvatarListCreateView(ConsumerScopedMixin, generics.ListAPIView):
             }
         )
         data.is_valid(raise_exception=True)
-        avatar, screened = services.avatar_create(
+        avatar = services.avatar_create(
             principal=request.user,
             consent_id=data.validated_data["consent"],
             front=data.validated_data["front_photo"],
             photos=data.validated_data["photos"],
             name=data.validated_data.get("name", ""),
         )
-        return _accepted(avatar, screened, request)
+        body = AvatarSerializer(avatar, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class AvatarDetailView(ConsumerScopedMixin, generics.RetrieveDestroyAPIView):
@@ -226,6 +235,39 @@ class AvatarDetailView(ConsumerScopedMixin, generics.RetrieveDestroyAPIView):
             avatar=instance,
             actor=actor_of(self.request.user),
             purpose="end user's deletion request",
+        )
+
+
+class AvatarEventsView(ConsumerScopedMixin, generics.GenericAPIView):
+    serializer_class = AvatarSerializer
+
+    def scoped_queryset(self):
+        return Avatar.objects.filter(is_test_avatar=False)
+
+    @extend_schema(
+        summary="The avatar's progress as server-sent events",
+        description="One `state` event (the avatar resource) per change of status, progress, "
+        "queue position or photo issues, until the avatar is ready or failed or the stream's "
+        "time runs out (reconnect; GET the avatar is the fallback).",
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+    )
+    def get(self, request, pk):
+        avatar = self.get_object()
+
+        def read() -> dict | None:
+            current = Avatar.objects.filter(pk=avatar.pk).first()
+            return None if current is None else dict(AvatarSerializer(current).data)
+
+        return state_stream(
+            stream_id=str(avatar.pk),
+            read=read,
+            snapshot=lambda body: (
+                body["status"],
+                body["progress"]["step"],
+                body["queue"]["position"] if body["queue"] else None,
+                len(body["photo_issues"]),
+            ),
+            is_final=lambda body: body["status"] in (AvatarStatus.READY, AvatarStatus.FAILED),
         )
 
 
@@ -319,7 +361,7 @@ class TestAvatarListCreateView(generics.ListAPIView):
         )
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        avatar, screened = services.test_avatar_create(
+        avatar = services.test_avatar_create(
             user=request.user,
             front=values["front_photo"],
             photos=values["photos"],
@@ -328,9 +370,7 @@ class TestAvatarListCreateView(generics.ListAPIView):
             age_band=values["age_band"],
             rights_declaration=values["rights_declaration"],
         )
-        body = TestAvatarSerializer(avatar).data
-        body["dropped_photos"] = [issue.as_detail() for issue in screened.dropped]
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+        return Response(TestAvatarSerializer(avatar).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TestAvatarDetailView(generics.RetrieveDestroyAPIView):

@@ -1,10 +1,17 @@
-"""Photo intake: every upload is checked before anything is stored.
+"""Photo intake, in two stages.
 
-Checks, per photo: size in bytes; JPEG/PNG/WEBP by magic bytes only; Pillow's pixel limit
-(no decompression bombs); EXIF orientation applied and all metadata dropped (the engine
-re-encodes pixels); exactly one face; face size and sharpness; the same person as the front
-photo; and, when configured, content safety. Only the kept, face-aligned crops move on: the
-minimum needed to train.
+At the door (the web request, milliseconds, no pixel decoded): the number of photos; per photo
+its size in bytes, JPEG/PNG/WEBP by magic bytes only and its declared width x height read from
+the header against a per-photo pixel budget; the sum of all declared pixels against a
+per-request budget. A photo that fails is dropped with its reason; the upload is refused (400,
+nothing stored) only when the front photo fails or too few photos are left. What passes is
+stored encrypted, exactly as received, until screening.
+
+Screening (the first stage of the avatar's training job, in a worker): decoding (JPEG at reduced
+size, every format within the pixel budget), EXIF orientation applied and all metadata dropped;
+exactly one face; face size and sharpness; the same person as the front photo; and, when
+configured, content safety. Only the kept, face-aligned crops move on: the minimum needed to
+train. A web process therefore never holds a decoded photo, whatever it is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from PIL import Image
 
 from workstation.errors import InvalidInput
 
+NOT_MOST_CONSISTENT = "not_among_most_consistent"
+
 
 @dataclass(frozen=True)
 class PhotoIssue:
@@ -26,8 +35,18 @@ class PhotoIssue:
     code: str
     reason: str
 
-    def as_detail(self) -> dict:
+    def as_detail(self) -> dict[str, str]:
         return {"field": self.field, "code": self.code, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ReceivedPhotos:
+    """What passed the door: the front photo's bytes, the other photos' bytes by their index in
+    the upload, and why the others were dropped."""
+
+    front: bytes
+    photos: dict[int, bytes]
+    dropped: list[PhotoIssue]
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,16 @@ class ScreenedPhotos:
     crops: list[Image.Image]
     reference_embedding: np.ndarray
     dropped: list[PhotoIssue]
+
+
+class PhotosRejected(Exception):
+    """Screening left too few usable photos (or the front photo is unusable)."""
+
+    def __init__(self, code: str, message: str, issues: list[PhotoIssue]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.issues = issues
 
 
 def _read(upload: UploadedFile, field: str) -> bytes | PhotoIssue:
@@ -50,6 +79,24 @@ def _read(upload: UploadedFile, field: str) -> bytes | PhotoIssue:
     return data
 
 
+def _declared_pixels(data: bytes, field: str) -> int | PhotoIssue:
+    """Width x height from the header alone, within the per-photo budget."""
+    from engine.imageio import ImageDecodeError, read_header
+
+    try:
+        header = read_header(data)
+    except ImageDecodeError as exc:
+        return PhotoIssue(field, exc.code, str(exc))
+    if header.pixels > settings.AVATAR_PHOTO_MAX_PIXELS:
+        return PhotoIssue(
+            field,
+            "image_too_large",
+            f"The image is {header.width}x{header.height}; at most "
+            f"{settings.AVATAR_PHOTO_MAX_PIXELS / 1e6:.0f} megapixels are accepted.",
+        )
+    return header.pixels
+
+
 def _reject(issues: list[PhotoIssue], message: str) -> InvalidInput:
     fields: dict[str, list[str]] = {}
     for issue in issues:
@@ -57,10 +104,17 @@ def _reject(issues: list[PhotoIssue], message: str) -> InvalidInput:
     return InvalidInput(fields, message=message, details=[i.as_detail() for i in issues])
 
 
-def screen_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> ScreenedPhotos:
-    """Returns the training crops and reference embedding, or raises a 400 naming every photo."""
-    from engine import faces
+def _too_few_message(usable: int, count: int, *, stored: bool) -> str:
+    return (
+        f"Only {usable} of {count} photos can be used; at least "
+        f"{settings.AVATAR_MIN_USABLE_PHOTOS} are needed. "
+        + ("Nothing was stored." if not stored else "Your photos were deleted.")
+    )
 
+
+def receive_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> ReceivedPhotos:
+    """The door: cheap checks only. Raises a 400 naming every photo when the upload cannot
+    make an avatar; otherwise returns what to store and what was dropped."""
     count = len(photos)
     if not settings.AVATAR_MIN_PHOTOS <= count <= settings.AVATAR_MAX_PHOTOS:
         raise InvalidInput(
@@ -72,38 +126,72 @@ def screen_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> Scr
             }
         )
     front_data = _read(front, "front_photo")
-    if isinstance(front_data, PhotoIssue):
-        raise _reject([front_data], "The front photo cannot be used.")
-    datas: list[bytes] = []
-    early: dict[int, PhotoIssue] = {}
-    for index, upload in enumerate(photos):
-        data = _read(upload, f"photos.{index}")
-        if isinstance(data, PhotoIssue):
-            early[index] = data
-            data = b""  # analysed as not_an_image, then replaced by the size issue below
-        datas.append(data)
+    front_pixels = (
+        front_data
+        if isinstance(front_data, PhotoIssue)
+        else _declared_pixels(front_data, "front_photo")
+    )
+    if isinstance(front_pixels, PhotoIssue):
+        raise _reject([front_pixels], "The front photo cannot be used.")
+    assert isinstance(front_data, bytes)
 
+    kept: dict[int, bytes] = {}
+    dropped: list[PhotoIssue] = []
+    total = front_pixels
+    for index, upload in enumerate(photos):
+        field = f"photos.{index}"
+        data = _read(upload, field)
+        pixels = data if isinstance(data, PhotoIssue) else _declared_pixels(data, field)
+        if isinstance(pixels, PhotoIssue):
+            dropped.append(pixels)
+            continue
+        assert isinstance(data, bytes)
+        total += pixels
+        if total > settings.AVATAR_UPLOAD_MAX_PIXELS:
+            raise InvalidInput(
+                {
+                    "photos": [
+                        "Together the photos exceed "
+                        f"{settings.AVATAR_UPLOAD_MAX_PIXELS / 1e6:.0f} megapixels; send smaller "
+                        "photos (a phone's standard 12 megapixel photos fit)."
+                    ]
+                },
+                message="The upload is too large. Nothing was stored.",
+            )
+        kept[index] = data
+    if len(kept) < settings.AVATAR_MIN_USABLE_PHOTOS:
+        raise _reject(dropped, _too_few_message(len(kept), count, stored=False))
+    return ReceivedPhotos(front=front_data, photos=kept, dropped=dropped)
+
+
+def screen_photos(*, front: bytes, photos: dict[int, bytes], count: int) -> ScreenedPhotos:
+    """Screening, in the training job: returns the training crops and the reference embedding,
+    or raises :class:`PhotosRejected` naming every unusable photo. ``photos`` maps the upload
+    index to the bytes received; ``count`` is how many photos the upload had."""
+    from engine import faces
+
+    indexes = sorted(photos)
     try:
         result = faces.prepare_training_photos(
-            front_data,
-            datas,
+            front,
+            [photos[i] for i in indexes],
             resolution=512,
             keep=settings.AVATAR_KEEP_PHOTOS,
             min_face_px=settings.AVATAR_MIN_FACE_PX,
+            decode_side=settings.AVATAR_DECODE_SIDE,
+            max_pixels=settings.AVATAR_PHOTO_MAX_PIXELS,
         )
     except faces.FrontPhotoError as exc:
-        raise _reject(
-            [PhotoIssue("front_photo", str(exc.code), str(exc))], "The front photo cannot be used."
+        issue = PhotoIssue("front_photo", str(exc.code), str(exc))
+        raise PhotosRejected(
+            "front_photo_unusable", f"The front photo cannot be used: {exc}", [issue]
         ) from exc
 
     issues: list[PhotoIssue] = []
     for decision in result.decisions:
-        if decision.index in early:
-            issues.append(early[decision.index])
-        elif not decision.accepted:
-            issues.append(
-                PhotoIssue(f"photos.{decision.index}", str(decision.code), decision.reason)
-            )
+        if not decision.accepted:
+            field = f"photos.{indexes[decision.index]}"
+            issues.append(PhotoIssue(field, str(decision.code), decision.reason))
     crops = [photo.image for photo in result.accepted]
 
     from .safety import get_checker
@@ -116,19 +204,19 @@ def screen_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> Scr
         }
         issues += [
             PhotoIssue(
-                f"photos.{i}", "unsafe_content", "This photo did not pass the content-safety check."
+                f"photos.{indexes[i]}",
+                "unsafe_content",
+                "This photo did not pass the content-safety check.",
             )
             for i in sorted(flagged)
         ]
         crops = [p.image for p in result.accepted if p.index not in flagged]
 
-    rejected = [i for i in issues if i.code != "not_among_most_consistent"]
-    usable = len(crops) + sum(1 for i in issues if i.code == "not_among_most_consistent")
+    usable = len(crops) + sum(1 for i in issues if i.code == NOT_MOST_CONSISTENT)
     if usable < settings.AVATAR_MIN_USABLE_PHOTOS or result.reference_embedding is None:
-        raise _reject(
-            rejected,
-            f"Only {usable} of {count} photos can be used; at least "
-            f"{settings.AVATAR_MIN_USABLE_PHOTOS} are needed. Nothing was stored.",
+        rejected = [i for i in issues if i.code != NOT_MOST_CONSISTENT]
+        raise PhotosRejected(
+            "too_few_usable_photos", _too_few_message(usable, count, stored=True), rejected
         )
     return ScreenedPhotos(
         crops=crops, reference_embedding=result.reference_embedding, dropped=issues

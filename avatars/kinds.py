@@ -12,7 +12,7 @@ def run_training(job: RenderJob) -> RunOutcome:
     from .services import avatar_train_execute
 
     outcome = avatar_train_execute(avatar_id=str(job.avatar_id), job=job)
-    return RunOutcome(outcome.succeeded, outcome.code, outcome.reason)
+    return RunOutcome(outcome.succeeded, outcome.code, outcome.reason, outcome.details)
 
 
 def register_kinds() -> None:

@@ -85,7 +85,11 @@ class Avatar(models.Model):
     lora_object = models.CharField(max_length=255, blank=True)
     reference_embedding = models.BinaryField(null=True, blank=True, editable=False)
     training_metadata = models.JSONField(default=dict, blank=True)
+    # Photos received; after screening, the photos kept for training.
     photo_count = models.PositiveSmallIntegerField(default=0)
+    # Why photos were not used: [{"field": "photos.3", "code": "no_face", "reason": "..."}],
+    # found at upload (not an image, over the pixel budget) or by screening in the job.
+    photo_issues = models.JSONField(default=list, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -116,9 +120,12 @@ class Avatar(models.Model):
 
 
 class AvatarPhoto(models.Model):
-    """An uploaded photo, prepared (face-aligned crop, metadata dropped) and encrypted.
+    """An uploaded photo exactly as received (its header checked), encrypted with the avatar's
+    data key. Index 0 is the front photo, index i+1 the upload's `photos.i`.
 
-    Lives only until its avatar is trained or fails, and never longer than the hard limit.
+    Screening (decoding, faces, same person) happens in the avatar's training job, never in the
+    web request. Lives only until its avatar is trained or fails, and never longer than the hard
+    limit.
     """
 
     avatar = models.ForeignKey(Avatar, on_delete=models.CASCADE, related_name="photos")

@@ -39,7 +39,7 @@ from workstation.storage import delete_objects
 from . import consent as agreement
 from . import crypto
 from .audit import actor_of, audit
-from .intake import ScreenedPhotos, screen_photos
+from .intake import PhotosRejected, ReceivedPhotos, ScreenedPhotos, receive_photos, screen_photos
 from .kinds import TRAINING
 from .models import (
     IN_FLIGHT,
@@ -128,35 +128,39 @@ def consent_withdraw(*, principal: ConsumerPrincipal, consent: ConsentRecord) ->
 # --- Intake ----------------------------------------------------------------------------------------
 
 
-def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
-    """Encrypts the crops and the reference embedding under a new data key; queues training."""
+FRONT_PHOTO_INDEX = 0
+
+
+def _upload_index(field_index: int) -> int:
+    """`photos.i` of the upload is stored as index i + 1 (0 is the front photo)."""
+    return field_index + 1
+
+
+def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None:
+    """Encrypts the received photos under a new data key, as received; queues the training job,
+    whose first stage screens them."""
     owner = str(avatar.id)
     data_key = crypto.new_data_key()
     stored: list[str] = []
     try:
         with transaction.atomic():
             avatar.wrapped_data_key = crypto.wrap_data_key(data_key, owner_id=owner)
-            avatar.reference_embedding = crypto.encrypt_blob(
-                screened.reference_embedding.astype(np.float32).tobytes(),
-                data_key=data_key,
-                owner_id=owner,
-                purpose="reference_embedding",
-            )
-            avatar.photo_count = len(screened.crops)
+            avatar.photo_count = len(received.photos)
+            avatar.photo_issues = [issue.as_detail() for issue in received.dropped]
             if avatar.end_user is not None:
-                # Serialize this end user's uploads, then re-check the quota that was checked
-                # before the (slow) photo screening.
+                # Serialize this end user's uploads, then re-check the quota.
                 EndUser.objects.select_for_update().get(pk=avatar.end_user.pk)
                 _check_quota(avatar.end_user)
             avatar.save()
-            for index, crop in enumerate(screened.crops):
-                buffer = io.BytesIO()
-                crop.save(buffer, format="PNG")  # pixels only: no EXIF, GPS or text chunks
+            uploads = {FRONT_PHOTO_INDEX: received.front} | {
+                _upload_index(i): data for i, data in received.photos.items()
+            }
+            for index, data in uploads.items():
                 sealed = crypto.encrypt_blob(
-                    buffer.getvalue(), data_key=data_key, owner_id=owner, purpose=f"photo:{index}"
+                    data, data_key=data_key, owner_id=owner, purpose=f"upload:{index}"
                 )
                 name = default_storage.save(
-                    f"avatars/{owner}/photos/{index}.bin", ContentFile(sealed)
+                    f"avatars/{owner}/uploads/{index}.bin", ContentFile(sealed)
                 )
                 stored.append(name)
                 AvatarPhoto.objects.create(avatar=avatar, index=index, storage_name=name)
@@ -176,8 +180,7 @@ def _store_photos_and_enqueue(avatar: Avatar, screened: ScreenedPhotos) -> None:
                     avatar=avatar,
                 )
     except Exception:
-        for name in stored:
-            default_storage.delete(name)
+        delete_objects(stored)
         raise
 
 
@@ -197,8 +200,9 @@ def avatar_create(
     front: UploadedFile,
     photos: Sequence[UploadedFile],
     name: str = "",
-) -> tuple[Avatar, ScreenedPhotos]:
-    """Checks consent, quota and every photo; stores only what training needs."""
+) -> Avatar:
+    """Checks consent, quota and each photo's header; stores the photos encrypted and queues
+    the training job, which screens them first. Nothing here decodes a photo."""
     end_user = principal.end_user
     consent = ConsentRecord.objects.owned_by(principal).filter(pk=consent_id).first()
     if consent is None or not consent.is_active:
@@ -211,9 +215,9 @@ def avatar_create(
         and credits.balance(end_user=end_user, credit_type=CreditType.AVATAR) < 1
     ):
         raise InsufficientCredits("Making an avatar needs 1 avatar credit; the balance is 0.")
-    screened = screen_photos(front=front, photos=photos)
+    received = receive_photos(front=front, photos=photos)
     avatar = Avatar(end_user=end_user, consent=consent, name=name[:80])
-    _store_photos_and_enqueue(avatar, screened)
+    _store_uploads_and_enqueue(avatar, received)
     audit(
         actor=actor_of(principal),
         action="photos_uploaded",
@@ -223,7 +227,7 @@ def avatar_create(
         end_user=end_user,
     )
     logger.info("avatar %s queued with %d photos", avatar.id, avatar.photo_count)
-    return avatar, screened
+    return avatar
 
 
 def test_avatar_create(
@@ -235,7 +239,7 @@ def test_avatar_create(
     gender: str,
     age_band: str,
     rights_declaration: str,
-) -> tuple[Avatar, ScreenedPhotos]:
+) -> Avatar:
     """An operator adds a test avatar to the designers' preview panel (same pipeline)."""
     if not rights_declaration.strip():
         raise InvalidInput(
@@ -245,7 +249,7 @@ def test_avatar_create(
                 ]
             }
         )
-    screened = screen_photos(front=front, photos=photos)
+    received = receive_photos(front=front, photos=photos)
     avatar = Avatar(
         is_test_avatar=True,
         created_by=user,
@@ -254,7 +258,7 @@ def test_avatar_create(
         panel_age_band=age_band,
         rights_declaration=rights_declaration,
     )
-    _store_photos_and_enqueue(avatar, screened)
+    _store_uploads_and_enqueue(avatar, received)
     audit(
         actor=actor_of(user),
         action="photos_uploaded",
@@ -262,7 +266,7 @@ def test_avatar_create(
         object_id=avatar.id,
         purpose="test avatar panel",
     )
-    return avatar, screened
+    return avatar
 
 
 # --- Training (worker) -----------------------------------------------------------------------------
@@ -273,6 +277,7 @@ class TrainingOutcome:
     succeeded: bool
     code: str = ""
     reason: str = ""
+    details: tuple[dict[str, str], ...] = ()
 
 
 def _claim_for_training(avatar_id: str) -> Avatar | None:
@@ -288,18 +293,77 @@ def _claim_for_training(avatar_id: str) -> Avatar | None:
     return avatar
 
 
-def _decrypt_photos(avatar: Avatar, data_key: bytes) -> list[Image.Image]:
-    images = []
+def _decrypt_stored(avatar: Avatar, data_key: bytes, *, purpose: str) -> dict[int, bytes]:
+    stored = {}
     for photo in avatar.photos.order_by("index"):
         with default_storage.open(photo.storage_name, "rb") as handle:
-            plain = crypto.decrypt_blob(
+            stored[photo.index] = crypto.decrypt_blob(
                 handle.read(),
                 data_key=data_key,
                 owner_id=str(avatar.id),
-                purpose=f"photo:{photo.index}",
+                purpose=f"{purpose}:{photo.index}",
             )
-        images.append(Image.open(io.BytesIO(plain)).convert("RGB"))
-    return images
+    return stored
+
+
+def _holds_prepared_crops(avatar: Avatar) -> bool:
+    """Avatars queued before screening moved into the job hold prepared crops, not uploads."""
+    names = list(avatar.photos.values_list("storage_name", flat=True))
+    return bool(names) and not any("/uploads/" in name for name in names)
+
+
+def _screen_stored_uploads(avatar: Avatar, data_key: bytes) -> ScreenedPhotos | TrainingOutcome:
+    """The training job's first stage: decode and screen the photos stored at upload. Records
+    the reference embedding and every photo's issue on the avatar; fails the avatar (refunded)
+    when too few photos are usable."""
+    uploads = _decrypt_stored(avatar, data_key, purpose="upload")
+    front = uploads.pop(FRONT_PHOTO_INDEX, None)
+    if front is None or not uploads:
+        return _finish_failed(
+            avatar,
+            code="photos_expired",
+            reason="Your photos were deleted before training could start. You were not charged.",
+        )
+    door_issues = list(avatar.photo_issues or [])
+    try:
+        screened = screen_photos(
+            front=front,
+            photos={index - 1: data for index, data in uploads.items()},
+            count=len(uploads) + len(door_issues),
+        )
+    except PhotosRejected as exc:
+        issues = door_issues + [issue.as_detail() for issue in exc.issues]
+        return _finish_failed(
+            avatar, code=exc.code, reason=f"{exc.message} You were not charged.", issues=issues
+        )
+    finally:
+        del uploads
+    owner = str(avatar.id)
+    Avatar.objects.filter(pk=owner).update(
+        reference_embedding=crypto.encrypt_blob(
+            screened.reference_embedding.astype(np.float32).tobytes(),
+            data_key=data_key,
+            owner_id=owner,
+            purpose="reference_embedding",
+        ),
+        photo_issues=door_issues + [issue.as_detail() for issue in screened.dropped],
+        photo_count=len(screened.crops),
+    )
+    logger.info(
+        "avatar %s: screening kept %d photos, dropped %d",
+        owner,
+        len(screened.crops),
+        len(screened.dropped) + len(door_issues),
+    )
+    return screened
+
+
+def _training_photos(avatar: Avatar, data_key: bytes) -> list[Image.Image] | TrainingOutcome:
+    if _holds_prepared_crops(avatar):
+        crops = _decrypt_stored(avatar, data_key, purpose="photo")
+        return [Image.open(io.BytesIO(crops[i])).convert("RGB") for i in sorted(crops)]
+    screened = _screen_stored_uploads(avatar, data_key)
+    return screened if isinstance(screened, TrainingOutcome) else screened.crops
 
 
 def avatar_photos_delete(*, avatar: Avatar) -> int:
@@ -310,16 +374,21 @@ def avatar_photos_delete(*, avatar: Avatar) -> int:
     return len(photos)
 
 
-def _finish_failed(avatar: Avatar, *, code: str, reason: str) -> TrainingOutcome:
+def _finish_failed(
+    avatar: Avatar, *, code: str, reason: str, issues: list[dict[str, str]] | None = None
+) -> TrainingOutcome:
     avatar_photos_delete(avatar=avatar)
-    Avatar.objects.filter(pk=avatar.pk).update(
-        status=AvatarStatus.FAILED,
-        failure_code=code,
-        failure_reason=reason,
-        finished_at=timezone.now(),
-    )
+    changes: dict = {
+        "status": AvatarStatus.FAILED,
+        "failure_code": code,
+        "failure_reason": reason,
+        "finished_at": timezone.now(),
+    }
+    if issues is not None:
+        changes["photo_issues"] = issues
+    Avatar.objects.filter(pk=avatar.pk).update(**changes)
     logger.info("avatar %s failed: %s", avatar.pk, code)
-    return TrainingOutcome(False, code, reason)
+    return TrainingOutcome(False, code, reason, tuple(issues or ()))
 
 
 def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
@@ -329,7 +398,7 @@ def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
 
 
 def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> TrainingOutcome:
-    """Prepares the stored crops and trains the LoRA, for the worker holding the training
+    """Screens the stored photos, then trains the LoRA, for the worker holding the training
     job's lease. Photos are gone afterwards whatever happens."""
     from engine.errors import EngineError
     from engine.training import TrainingCanceled, TrainingConfig, lora_to_bytes, train_avatar_lora
@@ -340,7 +409,7 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
     owner = str(avatar.id)
     try:
         data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
-        photos = _decrypt_photos(avatar, data_key)
+        photos = _training_photos(avatar, data_key)
     except (crypto.DecryptionError, OSError) as exc:
         logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
         return _finish_failed(
@@ -348,6 +417,8 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
             code="photos_unavailable",
             reason="Your photos could not be read. You were not charged.",
         )
+    if isinstance(photos, TrainingOutcome):
+        return photos
     if not photos:
         return _finish_failed(
             avatar,

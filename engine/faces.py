@@ -25,7 +25,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from engine.imageio import ImageDecodeError, decode_rgb
+from engine.imageio import ImageDecodeError, decode_rgb, read_header
 
 __all__ = [
     "COMPARABLE_FACE_AREA",
@@ -353,6 +353,8 @@ class _Gates(TypedDict):
     resolution: int
     min_face_px: int
     blur_threshold: float
+    decode_side: int | None
+    max_pixels: int | None
 
 
 def _decision(index: int, code: RejectCode, **details: Unpack[_Details]) -> PhotoDecision:
@@ -370,20 +372,30 @@ class _Analysis:
 
 
 def _analyse(
-    data: bytes, *, resolution: int, min_face_px: int, blur_threshold: float
+    data: bytes,
+    *,
+    resolution: int,
+    min_face_px: int,
+    blur_threshold: float,
+    decode_side: int | None,
+    max_pixels: int | None,
 ) -> _Analysis | tuple[RejectCode, _Details]:
     """Run the quality gates in order of cost; return the analysis or (code, details)."""
     try:
-        image = decode_rgb(data)
+        declared = read_header(data)
+        image = decode_rgb(data, max_pixels=max_pixels, draft_side=decode_side)
     except ImageDecodeError as exc:
         return RejectCode(exc.code), {}
+    # A JPEG decoded in draft mode is smaller than the file: face sizes are judged in the
+    # photo's own pixels, as the user took it.
+    scale = max(declared.width, declared.height) / max(image.size)
     boxes = _detect(image)
     if not boxes:
         return RejectCode.NO_FACE, {}
     main = boxes[0]
     if any(other.area >= COMPARABLE_FACE_AREA * main.area for other in boxes[1:]):
         return RejectCode.MULTIPLE_FACES, {"face": main}
-    if main.side < min_face_px:
+    if main.side * scale < min_face_px:
         return RejectCode.FACE_TOO_SMALL, {"face": main}
     pixels = _pixels(image)
     face = _Face(box=main, shape=_landmarks(pixels, main))
@@ -405,6 +417,8 @@ def prepare_training_photos(
     min_face_px: int = 128,
     blur_threshold: float = 25.0,
     same_person_threshold: float = 0.6,
+    decode_side: int | None = None,
+    max_pixels: int | None = None,
 ) -> PreparationResult:
     """Filter, align and rank a user's photos into a LoRA training set.
 
@@ -417,12 +431,17 @@ def prepare_training_photos(
     ``same_person_threshold``. Survivors are ranked by distance to their mean embedding (as
     EasyPhoto does) and the ``keep`` most consistent are kept.
 
+    ``decode_side`` lets JPEGs decode at reduced size (draft mode, both sides at least that
+    long); ``max_pixels`` refuses a photo by its declared size before decoding it.
+
     Embeddings are computed, compared and averaged in memory only; none is written anywhere.
     """
     gates: _Gates = {
         "resolution": resolution,
         "min_face_px": min_face_px,
         "blur_threshold": blur_threshold,
+        "decode_side": decode_side,
+        "max_pixels": max_pixels,
     }
     anchor = _analyse(front, **gates)
     if not isinstance(anchor, _Analysis):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs.models import RenderJob
+from jobs.models import TERMINAL_STATUSES, RenderJob
 from jobs.selectors import queue_estimate
 from jobs.services import job_cancel
 from templates_studio.services import template_stats_record
@@ -27,6 +25,7 @@ from workstation.api.authentication import consumer_principal
 from workstation.api.headers import JOB_HEADERS, cancel_after, idempotency_key
 from workstation.api.permissions import IsConsumer
 from workstation.api.scoping import consumer_owned
+from workstation.api.sse import state_stream
 
 from . import services
 from .kinds import CONSUMER_KINDS
@@ -176,37 +175,21 @@ class GenerationEventsView(GenerationScope, generics.GenericAPIView):
     )
     def get(self, request, pk):
         job = self.get_object()
-        started = time.monotonic()
 
-        def stream():
-            yield "retry: 2000\n\n"
-            last = None
-            sequence = 0
-            while True:
-                current = RenderJob.objects.filter(pk=job.pk).first()
-                if current is None:
-                    return
-                body = job_json(current, request)
-                snapshot = (
-                    body["status"],
-                    body["progress"]["step"],
-                    body["queue"]["position"] if body["queue"] else None,
-                )
-                if snapshot != last:
-                    sequence += 1
-                    last = snapshot
-                    yield (
-                        f"id: {job.pk}:{sequence}\nevent: state\n"
-                        f"data: {json.dumps(body, default=str)}\n\n"
-                    )
-                if current.is_terminal or time.monotonic() - started > settings.SSE_MAX_SECONDS:
-                    return
-                time.sleep(0.5)  # the stream's poll interval, not a test wait
+        def read() -> dict | None:
+            current = RenderJob.objects.filter(pk=job.pk).first()
+            return None if current is None else job_json(current, request)
 
-        response = StreamingHttpResponse(stream(), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return state_stream(
+            stream_id=str(job.pk),
+            read=read,
+            snapshot=lambda body: (
+                body["status"],
+                body["progress"]["step"],
+                body["queue"]["position"] if body["queue"] else None,
+            ),
+            is_final=lambda body: body["status"] in TERMINAL_STATUSES,
+        )
 
 
 class FileDownloadView(APIView):

@@ -17,7 +17,13 @@ def job_state(job: RenderJob) -> dict[str, Any]:
         "template": str(job.template_id) if job.template_id else None,
         "avatar": str(job.avatar_id) if job.avatar_id else None,
         "parent": str(job.parent_id) if job.parent_id else None,
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "error": {
+            "code": job.error_code,
+            "message": job.error_message,
+            "details": job.error_details or [],
+        }
+        if job.error_code
+        else None,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "completed_at": job.finished_at,

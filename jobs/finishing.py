@@ -50,7 +50,14 @@ def announce_finished(job: RenderJob) -> None:
     run_finished_hooks(job)
 
 
-def job_finished_without_running(job: RenderJob, *, status: str, code: str, message: str) -> None:
+def job_finished_without_running(
+    job: RenderJob,
+    *,
+    status: str,
+    code: str,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+) -> None:
     """Fails, aborts or cancels a job that produced nothing (its hooks refund what it cost).
 
     Called with the job row locked.
@@ -59,6 +66,7 @@ def job_finished_without_running(job: RenderJob, *, status: str, code: str, mess
         status=status,
         error_code=code,
         error_message=message,
+        error_details=details or [],
         finished_at=timezone.now(),
         lease_expires_at=None,
     )

@@ -106,6 +106,9 @@ class RenderJob(models.Model):
     progress_total = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # Structured reasons behind the error, e.g. one entry per unusable photo:
+    # [{"field": "photos.3", "code": "no_face", "reason": "..."}]. Never personal data.
+    error_details = models.JSONField(default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     # Terminal hooks (jobs.registry) that raised: retried by the sweeper until they succeed.
     pending_hooks = models.JSONField(default=list, blank=True)

@@ -30,6 +30,8 @@ class RunOutcome:
     succeeded: bool
     code: str = ""
     message: str = ""
+    # Structured reasons for a failure (recorded as the job's `error_details`).
+    details: tuple[dict[str, str], ...] = ()
 
 
 FinishedHook = Callable[["RenderJob"], None]

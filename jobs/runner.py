@@ -229,7 +229,11 @@ def _run_own(job: RenderJob, run: registry.RunFunction) -> None:
             announce_finished(job)
         else:
             job_finished_without_running(
-                job, status=JobStatus.FAILED, code=outcome.code, message=outcome.message
+                job,
+                status=JobStatus.FAILED,
+                code=outcome.code,
+                message=outcome.message,
+                details=list(outcome.details),
             )
 
 

@@ -68,7 +68,7 @@ class Command(BaseCommand):
                 SimpleUploadedFile(f"{i}.jpg", data)
                 for i, data in enumerate(demo.photo_set(face, count))
             ]
-            avatar, _ = test_avatar_create(
+            avatar = test_avatar_create(
                 user=operator,
                 front=SimpleUploadedFile("front.jpg", demo.jpeg(face)),
                 photos=photos,

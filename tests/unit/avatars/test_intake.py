@@ -1,16 +1,21 @@
-"""Consent and photo intake: bad uploads get a per-photo 400 and nothing is stored."""
+"""Consent and photo intake: what is not an image (or too large) gets a per-photo 400 at upload
+and nothing is stored; what screening in the training job rejects fails the avatar with a
+per-photo reason, refunded, its photos deleted."""
 
 import io
+import json
 
 import pytest
 from PIL import Image
 
-from avatars import crypto
+from avatars.intake import screen_photos
 from avatars.models import AuditEvent, Avatar, ConsentRecord
+from generations.webhooks import job_event_payload
+from jobs.models import RenderJob
 
 from ... import photos as P
 from ...storage_utils import list_objects
-from .conftest import give_consent, upload
+from .conftest import give_consent, train, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -69,45 +74,156 @@ def test_another_end_users_consent_cannot_be_used(consumer):
     assert response.status_code == 400 and "consent" in response.json()["error"]["fields"]
 
 
-BAD_UPLOADS = {
-    "truncated": (P.truncated, "not_an_image"),
+REFUSED_AT_THE_DOOR = {
     "text_named_jpg": (P.text_file, "not_an_image"),
     "svg": (P.svg, "not_an_image"),
     "png_bomb": (P.png_bomb, "image_too_large"),
+}
+REJECTED_BY_SCREENING = {
+    "truncated": (P.truncated, "not_an_image"),
     "different_person": (P.different_person, "different_person"),
     "no_face": (P.no_face, "no_face"),
     "two_faces": (P.two_faces, "multiple_faces"),
 }
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_UPLOADS))
-def test_bad_photo_gets_400_with_reason_and_nothing_is_stored(consumer, kind):
-    make, code = BAD_UPLOADS[kind]
+def _codes(details: list[dict]) -> dict[str, str]:
+    return {d["field"]: d["code"] for d in details}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED_AT_THE_DOOR))
+def test_not_an_image_or_too_many_pixels_gets_400_at_upload_and_nothing_is_stored(consumer, kind):
+    make, code = REFUSED_AT_THE_DOOR[kind]
     client = consumer("alice")
     consent_id = give_consent(client)
     photos = P.same_person_photos(2) + [make()]
     response = upload(client, consent_id, photos, names=["a.jpg", "b.jpg", "c.jpg"])
     assert response.status_code == 400, response.content
     error = response.json()["error"]
-    assert {"field": "photos.2", "code": code} in [
-        {k: d[k] for k in ("field", "code")} for d in error["details"]
-    ]
+    assert _codes(error["details"]) == {"photos.2": code}
     assert error["fields"]["photos.2"][0]
     assert "Nothing was stored" in error["message"]
     assert Avatar.objects.count() == 0
     assert list_objects("avatars") == []
 
 
-def test_front_photo_without_face_is_rejected(consumer):
+@pytest.mark.parametrize("kind", sorted(REJECTED_BY_SCREENING))
+def test_unusable_photo_fails_the_avatar_in_its_job_with_the_reason_refunded_and_deleted(
+    consumer, kind
+):
+    make, code = REJECTED_BY_SCREENING[kind]
+    client = consumer("alice")
+    balances = client.get("/api/v1/credits").json()["balances"]
+    photos = P.same_person_photos(2) + [make()]
+    response = upload(client, give_consent(client), photos, names=["a.jpg", "b.jpg", "c.jpg"])
+    assert response.status_code == 202, response.content
+    avatar_id = response.json()["id"]
+    assert response.json()["photo_issues"] == []  # nothing decoded in the request
+
+    train(avatar_id)
+
+    body = client.get(f"/api/v1/avatars/{avatar_id}").json()
+    assert body["status"] == "failed"
+    assert body["failure"]["code"] == "too_few_usable_photos"
+    assert "not charged" in body["failure"]["reason"]
+    assert _codes(body["photo_issues"]) == {"photos.2": code}
+    assert all(issue["reason"] for issue in body["photo_issues"])
+    job = RenderJob.objects.get(avatar_id=avatar_id)
+    assert job.status == "failed" and job.error_code == "too_few_usable_photos"
+    # Webhook payloads carry the same per-photo reasons.
+    payload = job_event_payload(job)
+    assert _codes(payload["error"]["details"]) == {"photos.2": code}
+    assert client.get("/api/v1/credits").json()["balances"] == balances  # refunded
+    assert list_objects(f"avatars/{avatar_id}") == []
+
+
+def test_front_photo_without_face_fails_the_avatar_naming_the_front_photo(consumer):
     client = consumer("alice")
     response = upload(client, give_consent(client), P.same_person_photos(3), front=P.no_face())
-    assert response.status_code == 400
-    assert response.json()["error"]["details"][0] == {
-        "field": "front_photo",
-        "code": "no_face",
-        "reason": response.json()["error"]["details"][0]["reason"],
-    }
+    assert response.status_code == 202, response.content
+    train(response.json()["id"])
+    body = client.get(f"/api/v1/avatars/{response.json()['id']}").json()
+    assert body["status"] == "failed" and body["failure"]["code"] == "front_photo_unusable"
+    assert body["photo_issues"] == [
+        {"field": "front_photo", "code": "no_face", "reason": body["photo_issues"][0]["reason"]}
+    ]
     assert list_objects("avatars") == []
+
+
+def test_front_photo_that_is_not_an_image_gets_400_at_upload(consumer):
+    client = consumer("alice")
+    response = upload(client, give_consent(client), P.same_person_photos(3), front=P.svg())
+    assert response.status_code == 400
+    assert _codes(response.json()["error"]["details"]) == {"front_photo": "not_an_image"}
+    assert list_objects("avatars") == []
+
+
+def test_a_dropped_photo_is_reported_and_the_avatar_trains_on_the_rest(consumer, settings):
+    client = consumer("alice")
+    photos = P.same_person_photos(3) + [P.text_file(), P.no_face()]
+    response = upload(client, give_consent(client), photos)
+    assert response.status_code == 202, response.content
+    created = response.json()
+    assert _codes(created["photo_issues"]) == {"photos.3": "not_an_image"}  # at the door
+    assert created["photo_count"] == 4
+
+    train(created["id"])
+
+    body = client.get(f"/api/v1/avatars/{created['id']}").json()
+    assert body["status"] == "ready", body
+    assert _codes(body["photo_issues"]) == {"photos.3": "not_an_image", "photos.4": "no_face"}
+    assert body["photo_count"] == 3
+
+
+def test_header_over_the_pixel_budget_is_refused_without_decoding_anything(
+    consumer, settings, monkeypatch
+):
+    """The probe's case: photos declaring 9000x9000 in a few KB. The request reads headers
+    only; no pixel of any photo is decoded in the web process."""
+    from PIL import ImageFile
+
+    decoded: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy(image):
+        decoded.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    client = consumer("alice")
+    huge = P.png(Image.new("RGB", (9000, 9000), "grey"))
+    decoded.clear()
+    response = upload(client, give_consent(client), [huge] * 3, front=P.front_photo())
+    assert response.status_code == 400, response.content
+    assert set(_codes(response.json()["error"]["details"]).values()) == {"image_too_large"}
+    assert decoded == []
+    assert list_objects("avatars") == []
+
+
+def test_upload_over_the_request_pixel_budget_is_refused(consumer, settings):
+    client = consumer("alice")
+    photos = P.same_person_photos(3)
+    settings.AVATAR_UPLOAD_MAX_PIXELS = 3 * 1024 * 1024  # the front photo and two more
+    response = upload(client, give_consent(client), photos)
+    assert response.status_code == 400
+    assert "megapixels" in response.json()["error"]["fields"]["photos"][0]
+    assert Avatar.objects.count() == 0 and list_objects("avatars") == []
+
+
+def test_avatar_events_stream_reports_screening_outcome(consumer, settings):
+    settings.SSE_MAX_SECONDS = 0
+    client = consumer("alice")
+    photos = P.same_person_photos(2) + [P.no_face()]
+    avatar_id = upload(client, give_consent(client), photos).json()["id"]
+    train(avatar_id)
+    response = client.get(f"/api/v1/avatars/{avatar_id}/events")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    text = b"".join(response.streaming_content).decode()
+    event = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])
+    assert event["status"] == "failed"
+    assert _codes(event["photo_issues"]) == {"photos.2": "no_face"}
+    assert consumer("bob").get(f"/api/v1/avatars/{avatar_id}/events").status_code == 404
 
 
 def test_photo_count_limits(consumer, settings):
@@ -128,7 +244,7 @@ def test_upload_over_byte_limit_is_rejected(consumer, settings):
     assert codes.get("photos.2") == "file_too_large"
 
 
-def test_gps_exif_photo_is_accepted_and_stored_bytes_hold_no_metadata(consumer):
+def test_gps_exif_photo_is_stored_encrypted_and_screened_into_crops_without_metadata(consumer):
     client = consumer("alice")
     photos = P.same_person_photos(2) + [P.with_gps_exif()]
     assert b"SecretPhoneMaker" in photos[2]
@@ -138,22 +254,26 @@ def test_gps_exif_photo_is_accepted_and_stored_bytes_hold_no_metadata(consumer):
     assert body["status"] == "queued" and body["queue"]["position"] == 0
     avatar = Avatar.objects.get(pk=body["id"])
 
-    stored = list_objects(f"avatars/{avatar.id}/photos")
-    assert len(stored) == 3
-    data_key = crypto.unwrap_data_key(bytes(avatar.wrapped_data_key), owner_id=str(avatar.id))
+    # Until screening, the photos are held as received, encrypted: no plaintext metadata.
+    stored = list_objects(f"avatars/{avatar.id}/uploads")
+    assert len(stored) == 4  # the front photo and three more
     from django.core.files.storage import default_storage
 
     for photo in avatar.photos.all():
         with default_storage.open(photo.storage_name, "rb") as handle:
-            sealed = handle.read()
-        assert b"SecretPhoneMaker" not in sealed
-        plain = crypto.decrypt_blob(
-            sealed, data_key=data_key, owner_id=str(avatar.id), purpose=f"photo:{photo.index}"
-        )
-        image = Image.open(io.BytesIO(plain))
-        assert image.format == "PNG" and image.size == (512, 512)
-        assert not image.getexif() and "exif" not in image.info
-        assert b"Exif" not in plain and b"SecretPhoneMaker" not in plain
+            assert b"SecretPhoneMaker" not in handle.read()
+
+    # Screening keeps face crops made of pixels only.
+    screened = screen_photos(
+        front=P.front_photo(), photos=dict(enumerate(photos)), count=len(photos)
+    )
+    assert len(screened.crops) == 3 and screened.dropped == []
+    for crop in screened.crops:
+        assert crop.size == (512, 512)
+        assert not crop.getexif() and crop.info == {}
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        assert b"Exif" not in buffer.getvalue() and b"SecretPhoneMaker" not in buffer.getvalue()
 
 
 def test_quota_on_avatars_in_flight(consumer, settings):

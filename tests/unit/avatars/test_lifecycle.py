@@ -37,14 +37,16 @@ def make_avatar(consumer):
 
 def test_training_succeeds_and_photos_are_gone_from_storage(make_avatar, consumer, tiny_models):
     avatar_id = make_avatar()
-    assert len(list_objects(f"avatars/{avatar_id}/photos")) == 3
+    # Held encrypted as received (the front photo and three more) until the job screens them.
+    assert len(list_objects(f"avatars/{avatar_id}/uploads")) == 4
     train(avatar_id)
 
     body = consumer("alice").get(f"/api/v1/avatars/{avatar_id}").json()
     assert body["status"] == "ready", body
     assert body["progress"]["step"] == body["progress"]["total"] > 0
     assert body["queue"] is None and body["failure"] is None
-    assert list_objects(f"avatars/{avatar_id}/photos") == []  # listed, not trusted
+    assert list_objects(f"avatars/{avatar_id}/uploads") == []  # listed, not trusted
+    assert body["photo_count"] == 3 and body["photo_issues"] == []
     assert list_objects(f"avatars/{avatar_id}") == [f"avatars/{avatar_id}/lora.bin"]
 
     avatar = Avatar.objects.get(pk=avatar_id)
@@ -189,7 +191,7 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     copy = tmp_path / "storage-copy"
     shutil.copytree(Path(django_settings.MEDIA_ROOT), copy)
     copied_blobs = [p for p in copy.rglob("*.bin") if bystander not in str(p)]
-    assert len(copied_blobs) == 1 + 3  # the ready avatar's LoRA, the queued one's photos
+    assert len(copied_blobs) == 1 + 4  # the ready avatar's LoRA, the queued one's uploads
 
     response = consumer("alice").post("/api/v1/me/erase")
     assert response.status_code == 200, response.content
@@ -197,7 +199,7 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     # render_jobs: the two avatars' training jobs and the generation.
     assert receipt["counts"] == {
         "avatars": 2,
-        "photos": 3,
+        "photos": 4,
         "generated_images": 1,
         "render_jobs": 3,
         "consents": 2,
@@ -228,7 +230,7 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
         blob = blob_path.read_bytes()
         for owner, wrapped in remaining_keys:
             data_key = crypto.unwrap_data_key(wrapped, owner_id=owner)
-            for purpose in ["lora"] + [f"photo:{i}" for i in range(3)]:
+            for purpose in ["lora"] + [f"upload:{i}" for i in range(4)]:
                 with pytest.raises(crypto.DecryptionError):
                     crypto.decrypt_blob(blob, data_key=data_key, owner_id=owner, purpose=purpose)
     assert Avatar.objects.filter(pk=bystander).exists()
@@ -256,7 +258,7 @@ def test_retention_notice_then_deletion_and_photo_hard_limit(make_avatar, tiny_m
 
     # Photos older than the hard limit go whatever the state; the avatar fails honestly.
     counts = services.retention_sweep(now=now + timedelta(hours=25))
-    assert counts["photos_deleted"] == 3 and counts["avatars_deleted"] == 0
+    assert counts["photos_deleted"] == 4 and counts["avatars_deleted"] == 0
     stuck = Avatar.objects.get(pk=stuck_id)
     assert stuck.status == AvatarStatus.FAILED and stuck.failure_code == "photos_expired"
     assert list_objects(f"avatars/{stuck_id}") == []

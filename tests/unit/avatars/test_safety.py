@@ -74,17 +74,20 @@ def test_unknown_checker_setting_is_a_clear_error(settings):
 
 
 @pytest.mark.django_db
-def test_flagged_uploads_are_refused_with_a_reason(settings, tmp_path, consumer):
+def test_flagged_uploads_fail_the_avatar_with_a_reason(settings, tmp_path, consumer):
     from avatars.models import Avatar
 
     from ...storage_utils import list_objects
-    from .conftest import give_consent, upload
+    from .conftest import give_consent, train, upload
 
     settings.CONTENT_SAFETY_CHECKER = (
         f"diffusers:{_tiny_safety_checker(tmp_path / 'c', threshold=-10.0)}"
     )
     client = consumer("alice")
     response = upload(client, give_consent(client), P.same_person_photos(3))
-    assert response.status_code == 400
-    assert {d["code"] for d in response.json()["error"]["details"]} == {"unsafe_content"}
-    assert Avatar.objects.count() == 0 and list_objects("avatars") == []
+    assert response.status_code == 202, response.content
+    train(response.json()["id"])  # screening runs in the training job
+    avatar = Avatar.objects.get(pk=response.json()["id"])
+    assert avatar.status == "failed" and avatar.failure_code == "too_few_usable_photos"
+    assert {issue["code"] for issue in avatar.photo_issues} == {"unsafe_content"}
+    assert list_objects("avatars") == []

@@ -165,10 +165,13 @@ TEST_RENDER_PATHS = ["/api/v1/ops/test-render/{id}", "/api/v1/ops/test-render/{i
 
 CASES: dict[str, list[Case]] = {
     # Consumer objects of the owner end user.
-    "/api/v1/avatars/{id}": [
-        Case("avatar", lambda w: {"id": w.avatar.pk}, OWNER_CONSUMER),
-        Case("test avatar via the consumer API", lambda w: {"id": w.test_avatar.pk}, None),
-    ],
+    **{
+        path: [
+            Case("avatar", lambda w: {"id": w.avatar.pk}, OWNER_CONSUMER),
+            Case("test avatar via the consumer API", lambda w: {"id": w.test_avatar.pk}, None),
+        ]
+        for path in ("/api/v1/avatars/{id}", "/api/v1/avatars/{id}/events")
+    },
     "/api/v1/consents/{id}/withdraw": [Case("consent", lambda w: {"id": w.consent.pk}, None)],
     **{
         path: [
