@@ -14,13 +14,10 @@ export interface TestAvatarUpload {
   photos: File[];
 }
 
-export interface DroppedPhoto {
-  field: string;
-  code: string;
-  reason: string;
-}
+/** A photo not used, and why: found at upload, or by screening when training starts. */
+export type DroppedPhoto = TestAvatar['photo_issues'][number];
 
-export type TestAvatarCreated = TestAvatar & { dropped_photos?: DroppedPhoto[] };
+export type TestAvatarCreated = TestAvatar;
 
 /** GET /api/v1/ops/queue (backend dashboard). */
 export interface QueueLane {

@@ -574,6 +574,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/avatars/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The avatar's progress as server-sent events
+         * @description One `state` event (the avatar resource) per change of status, progress, queue position or photo issues, until the avatar is ready or failed or the stream's time runs out (reconnect; GET the avatar is the fallback).
+         */
+        get: operations["avatars_events_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/catalog/templates": {
         parameters: {
             query?: never;
@@ -1087,6 +1107,8 @@ export interface components {
             readonly last_used_at: string;
             readonly name: string;
             readonly photo_count: number;
+            /** @description Photos not used and why: found at upload (not an image, too large) or by screening at the start of training (no face, blurry, another person...). */
+            readonly photo_issues: components["schemas"]["PhotoIssue"][];
             readonly progress: {
                 [key: string]: unknown;
             };
@@ -1395,6 +1417,14 @@ export interface components {
             tags?: string[];
             title?: string;
         };
+        PhotoIssue: {
+            /** @description Stable reason code, e.g. no_face, image_too_large */
+            code: string;
+            /** @description "front_photo" or "photos.<index in the upload>" */
+            field: string;
+            /** @description A sentence to show the end user */
+            reason: string;
+        };
         PoseRequest: {
             pose: {
                 [key: string]: unknown;
@@ -1555,6 +1585,8 @@ export interface components {
             readonly panel_age_band: string;
             readonly panel_gender: string;
             readonly photo_count: number;
+            /** @description Photos not used and why: found at upload (not an image, too large) or by screening at the start of training (no face, blurry, another person...). */
+            readonly photo_issues: components["schemas"]["PhotoIssue"][];
             readonly progress: {
                 [key: string]: unknown;
             };
@@ -2549,6 +2581,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    avatars_events_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
             };
         };
     };

@@ -88,6 +88,13 @@ export function TestAvatarsPage() {
                       <span className="small muted block">{t('panel.queue', { n: a.queue.position })}</span>
                     ) : null}
                     {a.failure ? <span className="small field-error block">{a.failure.reason}</span> : null}
+                    {a.status === 'failed'
+                      ? a.photo_issues.map((issue) => (
+                          <span key={issue.field} className="small block">
+                            {issue.field}: {issue.reason}
+                          </span>
+                        ))
+                      : null}
                   </td>
                   <td>{a.photo_count}</td>
                   <td>{formatDate(a.created_at)}</td>
@@ -148,7 +155,7 @@ function TestAvatarForm({ onCreated }: { onCreated: () => void }) {
         front_photo: front,
         photos,
       });
-      setDropped(created.dropped_photos ?? []);
+      setDropped(created.photo_issues);
       setDone(t('panel.createdMessage', { name: created.name }));
       formRef.current?.reset();
       setName('');
