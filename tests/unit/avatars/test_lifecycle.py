@@ -307,3 +307,29 @@ def test_operator_test_avatars_are_separate_from_consumers(signed_in, operator, 
     missing = dict(body, rights_declaration="")
     missing["front_photo"] = SimpleUploadedFile("f.jpg", P.front_photo())
     assert client.post("/api/v1/ops/test-avatars", missing, format="multipart").status_code == 400
+
+
+def test_avatar_queued_before_screening_moved_into_the_job_still_trains(make_avatar, tiny_models):
+    """Avatars queued by the previous release hold prepared crops (`photo:<n>`), screened at
+    upload; their training job trains on them without screening again."""
+    avatar_id = make_avatar()
+    avatar = Avatar.objects.get(pk=avatar_id)
+    data_key = crypto.unwrap_data_key(bytes(avatar.wrapped_data_key), owner_id=avatar_id)
+    for photo in list(avatar.photos.all()):
+        default_storage.delete(photo.storage_name)
+        photo.delete()
+    for index in range(3):
+        buffer = io.BytesIO()
+        P.astronaut().resize((512, 512)).save(buffer, format="PNG")
+        sealed = crypto.encrypt_blob(
+            buffer.getvalue(), data_key=data_key, owner_id=avatar_id, purpose=f"photo:{index}"
+        )
+        name = default_storage.save(f"avatars/{avatar_id}/photos/{index}.bin", io.BytesIO(sealed))
+        avatar.photos.create(index=index, storage_name=name)
+
+    train(avatar_id)
+
+    avatar.refresh_from_db()
+    assert avatar.status == AvatarStatus.READY, (avatar.failure_code, avatar.failure_reason)
+    assert avatar.photo_issues == [] and avatar.photos.count() == 0
+    assert list_objects(f"avatars/{avatar_id}") == [f"avatars/{avatar_id}/lora.bin"]
