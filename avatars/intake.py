@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO, cast
 
 import numpy as np
 from django.conf import settings
@@ -41,11 +42,12 @@ class PhotoIssue:
 
 @dataclass(frozen=True)
 class ReceivedPhotos:
-    """What passed the door: the front photo's bytes, the other photos' bytes by their index in
-    the upload, and why the others were dropped."""
+    """What passed the door: the front photo, the other photos by their index in the upload
+    (files spooled by Django, read one at a time when stored), and why the others were
+    dropped."""
 
-    front: bytes
-    photos: dict[int, bytes]
+    front: UploadedFile
+    photos: dict[int, UploadedFile]
     dropped: list[PhotoIssue]
 
 
@@ -66,25 +68,20 @@ class PhotosRejected(Exception):
         self.issues = issues
 
 
-def _read(upload: UploadedFile, field: str) -> bytes | PhotoIssue:
-    if upload.size is not None and upload.size > settings.AVATAR_PHOTO_MAX_BYTES:
+def _declared_pixels(upload: UploadedFile, field: str) -> int | PhotoIssue:
+    """Width x height from the header alone (the file is not read beyond it), within the
+    byte limit and the per-photo pixel budget."""
+    from engine.imageio import ImageDecodeError, read_header
+
+    if upload.size is None or upload.size > settings.AVATAR_PHOTO_MAX_BYTES:
         return PhotoIssue(
             field,
             "file_too_large",
             f"The file is larger than {settings.AVATAR_PHOTO_MAX_BYTES // 2**20} MB.",
         )
-    data = upload.read(settings.AVATAR_PHOTO_MAX_BYTES + 1)
-    if len(data) > settings.AVATAR_PHOTO_MAX_BYTES:
-        return PhotoIssue(field, "file_too_large", "The file is too large.")
-    return data
-
-
-def _declared_pixels(data: bytes, field: str) -> int | PhotoIssue:
-    """Width x height from the header alone, within the per-photo budget."""
-    from engine.imageio import ImageDecodeError, read_header
-
     try:
-        header = read_header(data)
+        upload.seek(0)
+        header = read_header(cast(BinaryIO, upload))
     except ImageDecodeError as exc:
         return PhotoIssue(field, exc.code, str(exc))
     if header.pixels > settings.AVATAR_PHOTO_MAX_PIXELS:
@@ -125,27 +122,18 @@ def receive_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> Re
                 ]
             }
         )
-    front_data = _read(front, "front_photo")
-    front_pixels = (
-        front_data
-        if isinstance(front_data, PhotoIssue)
-        else _declared_pixels(front_data, "front_photo")
-    )
+    front_pixels = _declared_pixels(front, "front_photo")
     if isinstance(front_pixels, PhotoIssue):
         raise _reject([front_pixels], "The front photo cannot be used.")
-    assert isinstance(front_data, bytes)
 
-    kept: dict[int, bytes] = {}
+    kept: dict[int, UploadedFile] = {}
     dropped: list[PhotoIssue] = []
     total = front_pixels
     for index, upload in enumerate(photos):
-        field = f"photos.{index}"
-        data = _read(upload, field)
-        pixels = data if isinstance(data, PhotoIssue) else _declared_pixels(data, field)
+        pixels = _declared_pixels(upload, f"photos.{index}")
         if isinstance(pixels, PhotoIssue):
             dropped.append(pixels)
             continue
-        assert isinstance(data, bytes)
         total += pixels
         if total > settings.AVATAR_UPLOAD_MAX_PIXELS:
             raise InvalidInput(
@@ -158,10 +146,10 @@ def receive_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> Re
                 },
                 message="The upload is too large. Nothing was stored.",
             )
-        kept[index] = data
+        kept[index] = upload
     if len(kept) < settings.AVATAR_MIN_USABLE_PHOTOS:
         raise _reject(dropped, _too_few_message(len(kept), count, stored=False))
-    return ReceivedPhotos(front=front_data, photos=kept, dropped=dropped)
+    return ReceivedPhotos(front=front, photos=kept, dropped=dropped)
 
 
 def screen_photos(*, front: bytes, photos: dict[int, bytes], count: int) -> ScreenedPhotos:

@@ -153,11 +153,13 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
                 _check_quota(avatar.end_user)
             avatar.save()
             uploads = {FRONT_PHOTO_INDEX: received.front} | {
-                _upload_index(i): data for i, data in received.photos.items()
+                _upload_index(i): upload for i, upload in received.photos.items()
             }
-            for index, data in uploads.items():
+            for index, upload in uploads.items():
+                # One file in memory at a time: Django spooled the upload to disk.
+                upload.seek(0)
                 sealed = crypto.encrypt_blob(
-                    data, data_key=data_key, owner_id=owner, purpose=f"upload:{index}"
+                    upload.read(), data_key=data_key, owner_id=owner, purpose=f"upload:{index}"
                 )
                 name = default_storage.save(
                     f"avatars/{owner}/uploads/{index}.bin", ContentFile(sealed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image, ImageOps
 
@@ -59,27 +60,38 @@ class ImageHeader:
         return self.width * self.height
 
 
-def _open_lazily(data: bytes) -> Image.Image:
-    """Parse only the header with the sniffed format's decoder (no pixel data is decoded)."""
+def _open_lazily(data: bytes, *, stream: BinaryIO | None = None, start: int = 0) -> Image.Image:
+    """Parse only the header with the sniffed format's decoder (no pixel data is decoded).
+    ``data`` holds at least the first 12 bytes; ``stream``, if given, is the whole file."""
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageDecodeError("not_an_image", "The file is not a JPEG, PNG or WEBP image.")
+    if stream is not None:
+        stream.seek(start)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=[fmt])
+            return Image.open(stream if stream is not None else io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageDecodeError("image_too_large", "The image has too many pixels.") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError("not_an_image", "The image file is damaged or truncated.") from exc
 
 
-def read_header(data: bytes) -> ImageHeader:
+def read_header(data: bytes | BinaryIO) -> ImageHeader:
     """Format and declared size from the header alone: milliseconds and no pixel memory, so a
-    web request can refuse a huge image before anything decodes it. Raises
-    :class:`ImageDecodeError`."""
-    image = _open_lazily(data)
-    return ImageHeader(format=str(image.format), width=image.width, height=image.height)
+    web request can refuse a huge image before anything decodes it. ``data`` may be an open
+    binary file (an upload spooled to disk): only the header is read from it, and its position
+    is restored. Raises :class:`ImageDecodeError`."""
+    if isinstance(data, bytes):
+        image = _open_lazily(data)
+        return ImageHeader(format=str(image.format), width=image.width, height=image.height)
+    start = data.tell()
+    try:
+        image = _open_lazily(data.read(12), stream=data, start=start)
+        return ImageHeader(format=str(image.format), width=image.width, height=image.height)
+    finally:
+        data.seek(start)
 
 
 def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageDecodeError:

@@ -227,3 +227,25 @@ def test_decoder_refuses_non_images_and_bombs(monkeypatch, face):
     with pytest.raises(ImageDecodeError) as error:
         decode_rgb(encode(face))  # 1x-2x the limit: only a warning in Pillow, an error here
     assert error.value.code == "image_too_large"
+
+
+def test_header_is_read_from_a_file_without_decoding_and_its_position_restored(tmp_path):
+    from engine.imageio import read_header
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (9000, 7000)).save(path)  # 63 Mpx in a few KB
+    with open(path, "rb") as handle:
+        handle.seek(0)
+        header = read_header(handle)
+        assert (header.format, header.width, header.height) == ("PNG", 9000, 7000)
+        assert handle.tell() == 0
+    with pytest.raises(ImageDecodeError) as error:
+        decode_rgb(path.read_bytes(), max_pixels=50_000_000)
+    assert error.value.code == "image_too_large" and "9000x7000" in str(error.value)
+
+
+def test_jpeg_draft_decoding_keeps_both_sides_at_least_the_asked_side(face):
+    big = face.resize((4096, 3072))
+    decoded = decode_rgb(encode(big, "JPEG"), draft_side=1024)
+    assert decoded.size == (2048, 1536)  # 1/2 scale: 1/4 would make a side shorter than 1024
+    assert decode_rgb(encode(big, "PNG"), draft_side=1024).size == (4096, 3072)  # JPEG only
