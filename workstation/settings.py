@@ -162,6 +162,7 @@ def s3_storage_options(
     secret_key: str | None = None,
     prefix: str = "",
     server_side_encryption: str = "AES256",
+    default_acl: str = "private",
 ) -> dict:
     """django-storages S3Storage options: private objects, no silent overwrites, encryption at
     rest. Also used by the tests that run against an S3-compatible server (tests/s3.py)."""
@@ -172,7 +173,9 @@ def s3_storage_options(
         "access_key": access_key,
         "secret_key": secret_key,
         "location": prefix,
-        "default_acl": "private",
+        # None sends no ACL at all: for buckets with ACLs disabled ("bucket owner enforced",
+        # AWS's default since 2023), which refuse any request that sets one.
+        "default_acl": default_acl or None,
         # A name already taken gets a random suffix: one object is never replaced by another.
         "file_overwrite": False,
         # Every file goes out through an owner-checking view (signed, OUTPUT_URL_TTL_S); should
@@ -198,6 +201,7 @@ if STORAGE_BACKEND == "s3":
             # AES256 (SSE-S3) by default; "aws:kms" where the server has KMS; empty for an
             # S3-compatible server without server-side encryption.
             server_side_encryption=env.str("S3_SERVER_SIDE_ENCRYPTION", default="AES256"),
+            default_acl=env.str("S3_DEFAULT_ACL", default="private"),
         ),
     }
 elif STORAGE_BACKEND == "filesystem":
