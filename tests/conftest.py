@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -56,11 +57,59 @@ def celery_worker(worker_env, tmp_path_factory):
     worker = workers.WorkerProcess(
         "it-worker", tmp_path_factory.mktemp("worker") / "worker.log", worker_env
     )
+    workers.session_workers.append(worker)
     try:
         worker.wait_ready()
         yield worker
     finally:
+        workers.session_workers.remove(worker)
         worker.stop()
+
+
+# --- An S3-compatible server (moto) on loopback, for the production storage path -----------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on a free loopback port with one empty bucket; stopped at the end."""
+    from .s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings):
+    """Django's default storage in this process is S3 on `s3_server` for the test (settings as
+    production builds them); Django's setting_changed handler drops the cached storages."""
+    from django.core.files.storage import default_storage, storages
+
+    settings.STORAGE_BACKEND = "s3"
+    settings.STORAGES = {**settings.STORAGES, "default": s3_server.storage_setting()}
+    assert type(storages["default"]).__name__ == "S3Storage"
+    assert default_storage.bucket_name == s3_server.bucket
+    yield s3_server
+
+
+@pytest.fixture
+def s3_worker(s3_storage, worker_env, tmp_path):
+    """A worker process whose storage is the S3 server (STORAGE_BACKEND=s3, S3_* as production
+    sets them). Started at setup but not waited for: call `wait_ready()` before relying on it.
+    The session worker, if running, is paused meanwhile, so no job lands on the filesystem."""
+    with contextlib.ExitStack() as paused:
+        for session_worker in list(workers.session_workers):
+            paused.enter_context(session_worker.paused())
+        # A short training: the storage path, not the model, is what these tests exercise.
+        env = {**worker_env, **s3_storage.env, "AVATAR_TRAINING_STEPS": "4"}
+        worker = workers.WorkerProcess("s3-worker", tmp_path / "s3-worker.log", env)
+        try:
+            yield worker
+        finally:
+            worker.stop()
 
 
 @pytest.fixture(autouse=True)

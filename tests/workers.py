@@ -23,6 +23,10 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_START_TIMEOUT_S = 120
 
+# The session worker (`celery_worker` fixture) while it runs: a test that needs a worker of its
+# own kind (another storage) pauses it, and need not start it just for that.
+session_workers: list[WorkerProcess] = []
+
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
     """Polls `predicate` until it returns a truthy value; fails the test on timeout."""

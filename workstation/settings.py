@@ -152,23 +152,57 @@ STORAGE_BACKEND = env.str("STORAGE_BACKEND", default="filesystem")  # filesystem
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"  # never routed: every file is served through an owner-checking view
 
+
+def s3_storage_options(
+    *,
+    bucket: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    prefix: str = "",
+    server_side_encryption: str = "AES256",
+    default_acl: str = "private",
+) -> dict:
+    """django-storages S3Storage options: private objects, no silent overwrites, encryption at
+    rest. Also used by the tests that run against an S3-compatible server (tests/s3.py)."""
+    return {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint_url,
+        "region_name": region,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "location": prefix,
+        # None sends no ACL at all: for buckets with ACLs disabled ("bucket owner enforced",
+        # AWS's default since 2023), which refuse any request that sets one.
+        "default_acl": default_acl or None,
+        # A name already taken gets a random suffix: one object is never replaced by another.
+        "file_overwrite": False,
+        # Every file goes out through an owner-checking view (signed, OUTPUT_URL_TTL_S); should
+        # anything ask the storage for a URL, it is a presigned one that expires.
+        "querystring_auth": True,
+        "querystring_expire": 300,
+        "object_parameters": (
+            {"ServerSideEncryption": server_side_encryption} if server_side_encryption else {}
+        ),
+    }
+
+
 if STORAGE_BACKEND == "s3":
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": env.str("S3_BUCKET"),
-            "endpoint_url": env.str("S3_ENDPOINT_URL", default=None),
-            "region_name": env.str("S3_REGION", default=None),
-            "access_key": env.str("S3_ACCESS_KEY_ID", default=None),
-            "secret_key": env.str("S3_SECRET_ACCESS_KEY", default=None),
-            "location": env.str("S3_PREFIX", default=""),
-            # Private objects, no silent overwrites, links that expire.
-            "default_acl": "private",
-            "file_overwrite": False,
-            "querystring_auth": True,
-            "querystring_expire": 300,
-            "object_parameters": {"ServerSideEncryption": "AES256"},
-        },
+        "OPTIONS": s3_storage_options(
+            bucket=env.str("S3_BUCKET"),
+            endpoint_url=env.str("S3_ENDPOINT_URL", default=None),
+            region=env.str("S3_REGION", default=None),
+            access_key=env.str("S3_ACCESS_KEY_ID", default=None),
+            secret_key=env.str("S3_SECRET_ACCESS_KEY", default=None),
+            prefix=env.str("S3_PREFIX", default=""),
+            # AES256 (SSE-S3) by default; "aws:kms" where the server has KMS; empty for an
+            # S3-compatible server without server-side encryption.
+            server_side_encryption=env.str("S3_SERVER_SIDE_ENCRYPTION", default="AES256"),
+            default_acl=env.str("S3_DEFAULT_ACL", default="private"),
+        ),
     }
 elif STORAGE_BACKEND == "filesystem":
     _default_storage = {
