@@ -149,7 +149,11 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
             avatar.photo_issues = [issue.as_detail() for issue in received.dropped]
             if avatar.end_user is not None:
                 # Serialize this end user's uploads, then re-check the quota.
-                EndUser.objects.select_for_update().get(pk=avatar.end_user.pk)
+                if not EndUser.objects.select_for_update().filter(pk=avatar.end_user.pk).exists():
+                    raise ConflictError(
+                        "This end user was erased while the photos were uploading; "
+                        "nothing was stored."
+                    )
                 _check_quota(avatar.end_user)
             avatar.save()
             uploads = {FRONT_PHOTO_INDEX: received.front} | {

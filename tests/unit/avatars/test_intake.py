@@ -324,3 +324,25 @@ def test_random_bytes_are_rejected_per_photo_and_empty_files_by_field(consumer):
     empty = upload(client, give_consent(client), P.same_person_photos(2) + [b""])
     assert empty.status_code == 400
     assert any(f.startswith("photos") for f in empty.json()["error"]["fields"])
+
+
+def test_end_user_erased_during_the_upload_gets_409_and_nothing_is_stored(consumer):
+    """The erasure wins: the upload that was being checked meanwhile stores nothing."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from avatars import services
+    from avatars.intake import receive_photos
+    from workstation.errors import ConflictError
+
+    client = consumer("alice")
+    consent = ConsentRecord.objects.get(pk=give_consent(client))
+    end_user = consent.end_user
+    received = receive_photos(
+        front=SimpleUploadedFile("front.jpg", P.front_photo()),
+        photos=[SimpleUploadedFile(f"{i}.jpg", d) for i, d in enumerate(P.same_person_photos(3))],
+    )
+    avatar = Avatar(end_user=end_user, consent=consent)
+    assert client.post("/api/v1/me/erase").status_code == 200
+    with pytest.raises(ConflictError, match="erased"):
+        services._store_uploads_and_enqueue(avatar, received)
+    assert Avatar.objects.count() == 0 and list_objects("avatars") == []
