@@ -84,7 +84,7 @@ def _unique_slug(title: str) -> str:
 
 def _check_assets(spec: dict, user: User) -> None:
     for index, control in enumerate(spec["controls"]):
-        asset = ControlAsset.objects.filter(pk=control["asset"], owners=user).first()
+        asset = ControlAsset.objects.filter(owner=user, sha256=control["asset"]).first()
         if asset is None:
             raise InvalidInput({f"controls.{index}.asset": ["No such asset among your uploads."]})
         if control["kind"] != asset.kind and not (
@@ -166,15 +166,21 @@ def revision_create(*, template: Template, user: User, spec: dict) -> TemplateRe
 def _store_asset(
     *, png: bytes, kind: str, width: int, height: int, user: User, keypoints: dict | None = None
 ) -> tuple[ControlAsset, bool]:
+    """The user's own asset with these bytes, created unless they already uploaded them.
+
+    Only the uploader's namespace is consulted: their rows and their own storage prefix. So
+    nothing in the answer, its status or its timing depends on another owner's uploads."""
     digest = hashlib.sha256(png).hexdigest()
-    with transaction.atomic():
-        asset = ControlAsset.objects.select_for_update().filter(pk=digest).first()
-        created = asset is None
-        if asset is None:
-            name = asset_storage_name(digest)
-            if not default_storage.exists(name):
-                default_storage.save(name, ContentFile(png))
+    existing = ControlAsset.objects.filter(owner=user, sha256=digest).first()
+    if existing is not None:
+        return existing, False
+    name = asset_storage_name(digest, user.pk)
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(png))
+    try:
+        with transaction.atomic():
             asset = ControlAsset.objects.create(
+                owner=user,
                 sha256=digest,
                 kind=kind,
                 storage_name=name,
@@ -182,8 +188,10 @@ def _store_asset(
                 height=height,
                 keypoints=keypoints,
             )
-        asset.owners.add(user)
-    return asset, created
+    except IntegrityError:
+        # The same user's concurrent upload of the same bytes won the race: theirs it is.
+        return ControlAsset.objects.get(owner=user, sha256=digest), False
+    return asset, True
 
 
 def asset_upload(*, user: User, data: bytes, kind: str) -> tuple[ControlAsset, bool]:
@@ -280,7 +288,10 @@ def preview_create(
                         kind=PREVIEW,
                         created_by=user,
                         spec=render_spec_for_cell(
-                            revision.spec, avatar_id=str(avatar.id), seed=seed
+                            revision.spec,
+                            avatar_id=str(avatar.id),
+                            seed=seed,
+                            asset_owner_id=revision.created_by_id,
                         ),
                     )
                     cell.job, cell.status, cell.error = job, CellStatus.PENDING, ""
