@@ -138,12 +138,24 @@ def decode_rgb(
     EXIF orientation is applied to the pixels (phones store portraits sideways and rely on the
     tag); transparency is flattened onto white so a transparent PNG does not turn black.
     ``max_pixels`` and ``draft_side`` are as for :func:`open_image`.
+
+    Memory: at most two full-size pixel buffers are alive at once (the decoded image and the
+    fresh RGB one it is copied into), so a 16 Mpx image peaks at about 100-120 MB here.
     """
-    image = ImageOps.exif_transpose(open_image(data, max_pixels=max_pixels, draft_side=draft_side))
+    image = open_image(data, max_pixels=max_pixels, draft_side=draft_side)
+    ImageOps.exif_transpose(image, in_place=True)  # a rotation replaces the pixels, no copy
+    # The result is a fresh image holding only pixels: nothing of the file's info, EXIF, XMP
+    # or ICC profile is carried over (convert() would copy `info`).
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        flattened = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flattened.alpha_composite(rgba)
-        image = flattened
-    rgb = image.convert("RGB")
-    return Image.frombytes("RGB", rgb.size, rgb.tobytes())
+        if image.mode != "RGBA":
+            image = image.convert("RGBA")
+        # Pasting through the alpha channel onto white is alpha_composite over opaque white,
+        # pixel for pixel, without a second full-size RGBA canvas.
+        flattened = Image.new("RGB", image.size, (255, 255, 255))
+        flattened.paste(image, (0, 0), image)
+        return flattened
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    fresh = Image.new("RGB", image.size)
+    fresh.paste(image)
+    return fresh

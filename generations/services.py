@@ -139,7 +139,11 @@ def generation_create(
     assert template.live_revision is not None  # published_templates() has a live revision
     live = template.live_revision.spec
     spec = render_spec_for_cell(
-        live, avatar_id=str(avatar.id), seed=secrets.randbelow(2**31), likeness=likeness
+        live,
+        avatar_id=str(avatar.id),
+        seed=secrets.randbelow(2**31),
+        asset_owner_id=template.live_revision.created_by_id,
+        likeness=likeness,
     )
     spec["num_images"] = live["candidates"]
     spec["keep"] = live["keep"]

@@ -12,9 +12,9 @@ TEST_RENDER = "test_render"
 
 
 def register_kinds() -> None:
-    # Test renders are never published: no labels, so operators see raw engine output.
+    # Labelled like every other output (visible text, XMP, watermark with the job id): a test
+    # render is an AI-generated image too, and may leave the building. Reproducibility is
+    # checked on RenderOutput.content_sha256 (the pixels before the labels).
     register(
-        JobKindSpec(
-            name=TEST_RENDER, lane=Lane.RENDER, priority=PRIORITY_DIAGNOSTIC, labelled=False
-        )
+        JobKindSpec(name=TEST_RENDER, lane=Lane.RENDER, priority=PRIORITY_DIAGNOSTIC, labelled=True)
     )

@@ -44,7 +44,8 @@ def job_create(
     """Creates a queued job of a registered kind and sends a dispatch token once the
     transaction commits.
 
-    `spec` is an engine spec whose images may be {"asset": sha256} references.
+    `spec` is an engine spec whose images may be {"asset": "<owner id>/<sha256>"} references
+    (`jobs.assets.asset_ref`).
     """
     with transaction.atomic():
         job = dispatch.prepare_job(

@@ -629,7 +629,16 @@ class AssetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ControlAsset
-        fields = ["sha256", "kind", "width", "height", "keypoints", "image_url", "created_at"]
+        fields = [
+            "id",
+            "sha256",
+            "kind",
+            "width",
+            "height",
+            "keypoints",
+            "image_url",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_image_url(self, asset) -> str:
@@ -644,17 +653,18 @@ class AssetUploadSerializer(serializers.Serializer):
 
 
 class AssetListCreateView(StudioOwnedMixin, generics.ListAPIView):
-    # Your uploads (an asset stored once has every uploader as an owner).
+    # Your uploads, and only yours: each owner's assets are their own (deduplicated only
+    # within the owner; another designer's identical upload is a separate asset).
     permission_classes = [IsAuthor]
     serializer_class = AssetSerializer
     parser_classes = [MultiPartParser, FormParser]
-    owner_field = "owners"
+    owner_field = "owner"
 
     def scoped_queryset(self):
         return ControlAsset.objects.all()
 
     @extend_schema(
-        summary="Upload a control or reference image (deduplicated by content)",
+        summary="Upload a control or reference image (201 new; 200 you already uploaded it)",
         request={"multipart/form-data": AssetUploadSerializer},
         responses={201: AssetSerializer},
     )
@@ -698,18 +708,21 @@ class PoseAssetView(APIView):
 
 
 class AssetImageView(StudioOwnedMixin, generics.GenericAPIView):
-    # Owners see their assets; reviewers and operators see all (docs/API.md).
+    # Owners see their assets; reviewers and operators see all (docs/API.md). The path names
+    # the content hash, as revision specs do: unique among one owner's assets; for reviewers
+    # and operators any owner's copy is the same image.
     permission_classes = [IsStudioUser]
-    owner_field = "owners"
+    owner_field = "owner"
     roles_seeing_all = (Role.REVIEWER, Role.OPERATOR)
-    lookup_url_kwarg = "sha256"
 
     def scoped_queryset(self):
         return ControlAsset.objects.all()
 
     @extend_schema(summary="An asset's image", responses={(200, "image/png"): bytes})
     def get(self, request, sha256):
-        asset = self.get_object()
+        asset = self.get_queryset().filter(sha256=sha256).order_by("created_at", "pk").first()
+        if asset is None:
+            raise NotFound()
         return FileResponse(
             default_storage.open(asset.storage_name, "rb"), content_type="image/png"
         )

@@ -96,19 +96,32 @@ class AssetKind(models.TextChoices):
 
 
 class ControlAsset(models.Model):
-    """A control or reference image, stored once per content hash (deduplicated)."""
+    """A control or reference image of one owner.
 
-    sha256 = models.CharField(max_length=64, primary_key=True)
+    Each owner's assets are their own: deduplicated only within the owner (the same bytes
+    uploaded twice by one designer are one asset), stored under the owner's own storage
+    prefix (`jobs.assets.asset_storage_name`). Nothing about one owner's asset is reachable
+    from, or derived for, another owner's upload. Revision specs refer to an asset by its
+    `sha256`, which is unique among the revision author's assets.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="control_assets"
+    )
+    sha256 = models.CharField(max_length=64, db_index=True)
     kind = models.CharField(max_length=16, choices=AssetKind.choices)
     storage_name = models.CharField(max_length=255)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     keypoints = models.JSONField(null=True, blank=True)  # the editable pose, for poses
-    owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="control_assets")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "sha256"], name="unique_asset_per_owner"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.sha256[:12]}"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -27,6 +29,9 @@ from workstation.accounts.models import Role, User
 from workstation.errors import ConflictError, InvalidInput
 
 from .kinds import PREVIEW
+
+if TYPE_CHECKING:
+    from engine.imageio import ImageHeader
 from .models import (
     AssetKind,
     CellStatus,
@@ -44,6 +49,9 @@ from .models import (
 from .spec import render_spec_for_cell, validate_template_spec
 
 logger = logging.getLogger(__name__)
+
+# Assets are kept at most this long on their longer side.
+ASSET_MAX_SIDE = 2048
 
 
 def _event(
@@ -84,7 +92,7 @@ def _unique_slug(title: str) -> str:
 
 def _check_assets(spec: dict, user: User) -> None:
     for index, control in enumerate(spec["controls"]):
-        asset = ControlAsset.objects.filter(pk=control["asset"], owners=user).first()
+        asset = ControlAsset.objects.filter(owner=user, sha256=control["asset"]).first()
         if asset is None:
             raise InvalidInput({f"controls.{index}.asset": ["No such asset among your uploads."]})
         if control["kind"] != asset.kind and not (
@@ -166,15 +174,21 @@ def revision_create(*, template: Template, user: User, spec: dict) -> TemplateRe
 def _store_asset(
     *, png: bytes, kind: str, width: int, height: int, user: User, keypoints: dict | None = None
 ) -> tuple[ControlAsset, bool]:
+    """The user's own asset with these bytes, created unless they already uploaded them.
+
+    Only the uploader's namespace is consulted: their rows and their own storage prefix. So
+    nothing in the answer, its status or its timing depends on another owner's uploads."""
     digest = hashlib.sha256(png).hexdigest()
-    with transaction.atomic():
-        asset = ControlAsset.objects.select_for_update().filter(pk=digest).first()
-        created = asset is None
-        if asset is None:
-            name = asset_storage_name(digest)
-            if not default_storage.exists(name):
-                default_storage.save(name, ContentFile(png))
+    existing = ControlAsset.objects.filter(owner=user, sha256=digest).first()
+    if existing is not None:
+        return existing, False
+    name = asset_storage_name(digest, user.pk)
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(png))
+    try:
+        with transaction.atomic():
             asset = ControlAsset.objects.create(
+                owner=user,
                 sha256=digest,
                 kind=kind,
                 storage_name=name,
@@ -182,31 +196,59 @@ def _store_asset(
                 height=height,
                 keypoints=keypoints,
             )
-        asset.owners.add(user)
-    return asset, created
+    except IntegrityError:
+        # The same user's concurrent upload of the same bytes won the race: theirs it is.
+        return ControlAsset.objects.get(owner=user, sha256=digest), False
+    return asset, True
+
+
+def _draft_side(header: ImageHeader) -> int | None:
+    """The `draft_side` that lets a JPEG decoder scale down as far as it can while both sides
+    stay at least as long as the kept image's (its longer side ASSET_MAX_SIDE)."""
+    longer, shorter = max(header.width, header.height), min(header.width, header.height)
+    if longer <= ASSET_MAX_SIDE:
+        return None
+    return max(1, math.ceil(ASSET_MAX_SIDE * shorter / longer))
 
 
 def asset_upload(*, user: User, data: bytes, kind: str) -> tuple[ControlAsset, bool]:
-    """Decodes safely (magic bytes, pixel limit, EXIF orientation), re-encodes pixels as PNG."""
-    from engine.imageio import ImageDecodeError, decode_rgb
+    """Decodes safely (magic bytes, pixel limit, EXIF orientation), re-encodes pixels as PNG.
+
+    Bounded whatever the content: the declared size is read from the header and an image
+    over ASSET_MAX_PIXELS is refused (400) before any pixel is decoded; a JPEG decodes
+    at the smallest 1/2, 1/4 or 1/8 scale that still covers the kept size (longer side 2048)."""
+    from engine.imageio import ImageDecodeError, decode_rgb, read_header
 
     if kind not in AssetKind.values:
         raise InvalidInput({"kind": [f"Must be one of: {', '.join(AssetKind.values)}."]})
     if len(data) > settings.AVATAR_PHOTO_MAX_BYTES:
         raise InvalidInput({"file": ["The file is too large."]})
     try:
-        image = decode_rgb(data)
+        header = read_header(data)
+        if header.pixels > settings.ASSET_MAX_PIXELS:
+            raise InvalidInput(
+                {
+                    "file": [
+                        f"The image is {header.width}x{header.height} "
+                        f"({header.pixels / 1e6:.1f} megapixels); at most "
+                        f"{settings.ASSET_MAX_PIXELS / 1e6:.1f} megapixels are accepted."
+                    ]
+                }
+            )
+        image = decode_rgb(
+            data, max_pixels=settings.ASSET_MAX_PIXELS, draft_side=_draft_side(header)
+        )
     except ImageDecodeError as exc:
         raise InvalidInput({"file": [str(exc)]}) from exc
-    if max(image.size) > 2048 or min(image.size) < 64:
-        image.thumbnail((2048, 2048))
+    if max(image.size) > ASSET_MAX_SIDE or min(image.size) < 64:
+        image.thumbnail((ASSET_MAX_SIDE, ASSET_MAX_SIDE))
         if min(image.size) < 64:
             raise InvalidInput({"file": ["The image must be at least 64 pixels on each side."]})
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return _store_asset(
-        png=buffer.getvalue(), kind=kind, width=image.width, height=image.height, user=user
-    )
+    width, height = image.size
+    del image  # the pixels go before the PNG is hashed and stored
+    return _store_asset(png=buffer.getvalue(), kind=kind, width=width, height=height, user=user)
 
 
 def pose_asset_create(*, user: User, pose: dict) -> tuple[ControlAsset, bool]:
@@ -280,7 +322,10 @@ def preview_create(
                         kind=PREVIEW,
                         created_by=user,
                         spec=render_spec_for_cell(
-                            revision.spec, avatar_id=str(avatar.id), seed=seed
+                            revision.spec,
+                            avatar_id=str(avatar.id),
+                            seed=seed,
+                            asset_owner_id=revision.created_by_id,
                         ),
                     )
                     cell.job, cell.status, cell.error = job, CellStatus.PENDING, ""

@@ -1,7 +1,8 @@
 """The template spec format: a JSON Schema the API publishes, and its translation to renders.
 
-A revision's spec is plain JSON. Control images are referenced by asset hash; test avatars
-and seeds are chosen per preview cell; the engine receives bytes and ids, never URLs.
+A revision's spec is plain JSON. Control images are referenced by asset hash, among the
+revision author's own assets; test avatars and seeds are chosen per preview cell; the engine
+receives bytes and ids, never URLs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from engine.spec import SAMPLERS as ENGINE_SAMPLERS
+from jobs.assets import asset_ref
 from workstation.errors import InvalidInput
 
 # The engine's list is the only one: the spec schema publishes it to the studio.
@@ -70,7 +72,7 @@ TEMPLATE_SPEC_SCHEMA: dict[str, Any] = {
                     "asset": {
                         "type": "string",
                         "pattern": "^[0-9a-f]{64}$",
-                        "description": "sha256 of an uploaded control asset",
+                        "description": "sha256 of one of your uploaded control assets",
                     },
                     "conditioning_scale": {
                         **_weight,
@@ -166,9 +168,16 @@ def size_for(aspect_ratio: str, base: int) -> dict[str, int]:
 
 
 def render_spec_for_cell(
-    spec: dict[str, Any], *, avatar_id: str, seed: int, likeness: float | None = None
+    spec: dict[str, Any],
+    *,
+    avatar_id: str,
+    seed: int,
+    asset_owner_id: int,
+    likeness: float | None = None,
 ) -> dict[str, Any]:
-    """The engine spec for one preview cell. Images stay references: {"asset": sha256}."""
+    """The engine spec for one preview cell. Images stay references to the assets of
+    `asset_owner_id` (the revision's author, whose assets its spec names by sha256):
+    {"asset": "<owner id>/<sha256>"} (`jobs.assets.asset_ref`)."""
     engine: dict[str, Any] = {
         "prompt": spec["prompt"],
         "negative_prompt": spec["negative_prompt"],
@@ -184,7 +193,7 @@ def render_spec_for_cell(
         "controls": [],
     }
     for control in spec["controls"]:
-        image = {"asset": control["asset"]}
+        image = {"asset": asset_ref(asset_owner_id, control["asset"])}
         if control["kind"] == "lighting":
             engine["lighting"] = {
                 "image": image,

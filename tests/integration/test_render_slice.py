@@ -50,7 +50,13 @@ def test_test_render_runs_in_a_real_worker(celery_worker, signed_in, make_user):
         png = b"".join(response.streaming_content)
         assert hashlib.sha256(png).hexdigest() == output["sha256"]
         pngs.append(png)
-    assert pngs[0] == pngs[1]  # same seed, same bytes, rendered by the worker process
+    # Same seed, same pixels, rendered by the worker process: the stored bytes carry each
+    # job's own labels (job id in the XMP and the watermark), the pixels before them do not.
+    contents = [RenderJob.objects.get(pk=job_id).outputs.get().content_sha256 for job_id in ids]
+    assert contents[0] and contents[0] == contents[1]
+    from engine.labels import read_labels
+
+    assert all(read_labels(png).visible_label for png in pngs)
 
     # The object really is in the configured storage, and only its creator can fetch it.
     name = RenderJob.objects.get(pk=ids[0]).outputs.get().storage_name

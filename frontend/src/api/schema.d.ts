@@ -13,7 +13,7 @@ export interface paths {
         };
         get: operations["assets_list"];
         put?: never;
-        /** Upload a control or reference image (deduplicated by content) */
+        /** Upload a control or reference image (201 new; 200 you already uploaded it) */
         post: operations["assets_create"];
         delete?: never;
         options?: never;
@@ -1062,6 +1062,8 @@ export interface components {
             /** Format: date-time */
             readonly created_at: string;
             readonly height: number;
+            /** Format: uuid */
+            readonly id: string;
             readonly image_url: string;
             readonly keypoints: unknown;
             readonly kind: components["schemas"]["AssetKindEnum"];

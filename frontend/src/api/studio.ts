@@ -42,7 +42,7 @@ export interface StyleLora {
 
 export interface ControlSpec {
   kind: ControlKind;
-  /** sha256 of an uploaded control asset. */
+  /** sha256 of one of your own uploaded control assets. */
   asset: string;
   /** ControlNet scale; img2img strength for lighting and reference (0-2). */
   conditioning_scale?: number;

@@ -40,15 +40,43 @@ def test_execute_renders_stores_png_and_succeeds(signed_in, operator, tiny_model
     assert default_storage.exists(name)
 
 
-def test_same_seed_same_bytes_other_seed_other_bytes(signed_in, operator, tiny_models):
+def test_same_seed_same_pixels_other_seed_other_pixels(signed_in, operator, tiny_models):
+    # The stored bytes differ by job (the labels carry the job id); the pixels before the
+    # labels (content_sha256) are reproducible, and so are the decoded labelled pixels apart
+    # from the watermark's job-id bits.
     client = signed_in(operator)
-    hashes = []
+    outputs = []
     for seed in (11, 11, 12):
         job = _create(client, seed=seed)
         render_job_execute(job_id=job["id"])
-        hashes.append(RenderJob.objects.get(pk=job["id"]).outputs.get().sha256)
-    assert hashes[0] == hashes[1]
-    assert hashes[0] != hashes[2]
+        outputs.append(RenderJob.objects.get(pk=job["id"]).outputs.get())
+    assert all(len(o.content_sha256) == 64 for o in outputs)
+    assert outputs[0].content_sha256 == outputs[1].content_sha256
+    assert outputs[0].content_sha256 != outputs[2].content_sha256
+    assert outputs[0].sha256 != outputs[1].sha256  # different jobs, different labels
+
+
+def test_test_render_output_carries_the_visible_and_implicit_labels(
+    signed_in, operator, tiny_models, settings
+):
+    from engine.labels import read_labels, watermark_matches
+
+    client = signed_in(operator)
+    job = _create(client, width=256, height=256)
+    render_job_execute(job_id=job["id"])
+    output = RenderJob.objects.get(pk=job["id"]).outputs.get()
+    with default_storage.open(output.storage_name, "rb") as handle:
+        stored = handle.read()
+    served = b"".join(
+        client.get(f"/api/v1/ops/test-render/{job['id']}/outputs/0").streaming_content
+    )
+    assert served == stored
+    report = read_labels(stored, text=settings.LABEL_TEXT)
+    assert report.visible_label
+    assert report.implicit_label is not None
+    assert report.implicit_label["ProduceID"] == job["id"]
+    assert report.implicit_label["ContentProducer"] == settings.LABEL_PRODUCER
+    assert watermark_matches(report, job["id"])
 
 
 def test_redelivered_message_does_not_render_twice(signed_in, operator, tiny_models):
