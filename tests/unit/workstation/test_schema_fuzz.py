@@ -333,8 +333,14 @@ def _call(app: DjangoApp, case, world: SimpleNamespace, caller: str) -> None:
 
 
 def _real_fields(w: SimpleNamespace) -> dict[str, list[Any]]:
-    """Real values for the request-body fields that name objects."""
+    """Real values for the request-body fields that name objects, and a real image for the
+    upload fields (random bytes never get past the image check)."""
+    from .test_owner_scoping_walk import _png
+
     return {
+        "front_photo": [_png()],
+        "photos": [[_png()] * 20],  # the fewest an avatar takes
+        "file": [_png()],
         "template": [str(w.published.pk), str(w.draft.pk)],
         "avatar": [str(w.avatar.pk), str(w.test_avatar.pk)],
         "consent": [str(w.consent.pk)],
