@@ -3,9 +3,11 @@
 Every operation of every tag is called by every kind of caller the API has (anonymous, each
 studio role with a session and a CSRF token, a consumer API client acting for an end user, and
 the same client without X-End-User), with a bounded, derandomized set of hypothesis examples:
-schema-valid cases, schema-violating cases and, for object endpoints, schema-valid cases whose
-path points at a real seeded object (so the authenticated surface past the 404 is exercised).
-Each example runs in a savepoint that is rolled back, so examples do not build on each other
+schema-valid cases, schema-violating cases, valid cases whose body names real seeded objects
+(and carries real images in upload fields) and, for object endpoints, valid cases whose path
+points at a real seeded object (so the authenticated surface past the 400s and 404s is
+exercised). No operation is skipped: the event streams run too, with SSE_MAX_SECONDS = 0 (one
+snapshot, then the stream ends). Each example runs in a savepoint that is rolled back, so examples do not build on each other
 and a failure replays the same way when hypothesis shrinks it.
 
 A failure names the request (as a curl command) and the server's traceback.
