@@ -3,9 +3,10 @@ so the project package imports no product app."""
 
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from workstation.admin_login import throttled
+from workstation.api.docs import ApiDocsView
 from workstation.health import HealthView
 from workstation.spa import studio_app
 
@@ -17,7 +18,7 @@ handler500 = "workstation.api.errors.json_500"
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     path("", include("workstation.accounts.urls")),
     path("", include("jobs.urls")),
     path("", include("credits.urls")),
