@@ -81,7 +81,10 @@ def _same(first: dict, second: dict) -> bool:
     return first.keys() == second.keys() and all(first[k] is second[k] for k in first)
 
 
-def _close(first: np.ndarray, second: np.ndarray, atol: float = 1e-5) -> bool:
+def _close(first: np.ndarray, second: np.ndarray, atol: float = 1e-4) -> bool:
+    # A batch and a single render take different CPU kernels (oneDNN picks by batch size and
+    # processor): measured up to 1.1e-5 apart on AMD EPYC, 0 on others. A wrong or missing
+    # adapter moves pixels by ~1e-1, so 1e-4 still tells them apart by three orders.
     return first.shape == second.shape and float(np.abs(first - second).max()) <= atol
 
 

@@ -60,6 +60,15 @@ def _one(engine: Engine, **fields) -> bytes:
     return image.png_bytes
 
 
+def _same_pixels(first: bytes, second: bytes) -> bool:
+    """The same image up to one level per channel: a batch of 4 and a batch of 1 take different
+    CPU kernels (oneDNN chooses by batch size and processor), which can flip a rounding. A
+    different seed differs by far more."""
+    a = np.asarray(Image.open(io.BytesIO(first)).convert("RGB"), dtype=np.int16)
+    b = np.asarray(Image.open(io.BytesIO(second)).convert("RGB"), dtype=np.int16)
+    return a.shape == b.shape and int(np.abs(a - b).max()) <= 1
+
+
 def test_modes_share_the_base_modules(engine: Engine):
     modes = engine.mode_pipelines()
     base = modes.base
@@ -224,7 +233,7 @@ def test_candidates_are_reranked_by_likeness(tiny_registry: ModelRegistry):
         (5, 0.2, 0),
     ]
     alone = engine.render(RenderSpec(prompt="a", seed=6, steps=2))[0]
-    assert kept[0].png_bytes == alone.png_bytes  # a kept candidate reproduces from its seed
+    assert _same_pixels(kept[0].png_bytes, alone.png_bytes)  # a kept candidate reproduces
     unranked = engine.render(spec)
     assert [(k.seed, k.likeness) for k in unranked] == [(5, None), (6, None), (7, None)]
 
@@ -247,7 +256,9 @@ def test_chunked_batches_match_one_batch(tiny_registry: ModelRegistry, tiny_engi
     chunked = Engine(tiny_registry, device="cpu", max_batch=2)
     calls: list[tuple[int, int]] = []
     images = chunked.render(spec, on_progress=lambda *a: calls.append(a))
-    assert [i.png_bytes for i in images] == [i.png_bytes for i in tiny_engine.render(spec)]
+    whole = tiny_engine.render(spec)
+    assert [i.seed for i in images] == [i.seed for i in whole]
+    assert all(_same_pixels(a.png_bytes, b.png_bytes) for a, b in zip(images, whole, strict=True))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
