@@ -51,8 +51,12 @@ def queue_estimate(job: RenderJob) -> QueueEstimate | None:
     mine_ahead = queued.filter(
         owner_key=job.owner_key, priority=job.priority, created_at__lt=job.created_at
     ).count()
-    order = owner_order(job.lane, job.priority, queued)
-    my_turn = order.index(job.owner_key) if job.owner_key in order else len(order)
+    # The counts below are separate reads: an owner whose first job arrived in between is not
+    # in `order` yet, and counts as after this job's owner (its turn comes last).
+    turn_of = {
+        owner: turn for turn, owner in enumerate(owner_order(job.lane, job.priority, queued))
+    }
+    my_turn = turn_of.get(job.owner_key, len(turn_of))
     per_owner = dict(
         queued.filter(priority=job.priority)
         .exclude(owner_key=job.owner_key)
@@ -61,7 +65,7 @@ def queue_estimate(job: RenderJob) -> QueueEstimate | None:
         .values_list("owner_key", "n")
     )
     others = sum(
-        min(n, mine_ahead + (1 if order.index(owner) < my_turn else 0))
+        min(n, mine_ahead + (1 if turn_of.get(owner, len(turn_of)) < my_turn else 0))
         for owner, n in per_owner.items()
     )
     position = higher + mine_ahead + others

@@ -391,3 +391,20 @@ def test_published_template_stays_in_the_catalog_while_a_new_revision_is_reviewe
     catalog = shop.get("/api/v1/catalog/templates").json()
     assert [t["id"] for t in catalog["results"]] == [str(shop.template.pk)]
     assert create(shop).status_code == 201
+
+
+def test_position_tolerates_an_owner_arriving_between_its_reads(make_user, monkeypatch):
+    """The probe's 500: a second owner's first job committed between the turn-order read and
+    the per-owner counts. That owner counts as last in turn, and nothing raises."""
+    a, b = make_user("operator"), make_user("operator")
+    a_jobs = queue(a, 2)
+    real_order = dispatch.owner_order
+    monkeypatch.setattr(
+        selectors,
+        "owner_order",
+        lambda lane, priority, queued: [
+            o for o in real_order(lane, priority, queued) if o == a_jobs[0].owner_key
+        ],
+    )
+    queue(b, 1)  # B's job exists for the counts, not for the (earlier) turn order
+    assert selectors.queue_estimate(a_jobs[1]).position == 2  # A0, then B's turn, then A1
