@@ -65,12 +65,12 @@ def ready_test_avatar(*, name: str = "Panel", gender: str = "female", age_band: 
     return avatar
 
 
-def ready_consumer_avatar(*, end_user):
-    """A ready avatar of a consumer end user (with a consent record), trained once per session."""
+def consent_record(*, end_user):
+    """An active consent of `end_user` to the current agreement, every item accepted."""
     from avatars import consent as agreement
-    from avatars.models import Avatar, ConsentRecord
+    from avatars.models import ConsentRecord
 
-    record = ConsentRecord.objects.create(
+    return ConsentRecord.objects.create(
         end_user=end_user,
         agreement_version=agreement.AGREEMENT_VERSION,
         agreement_hash=agreement.agreement_hash(),
@@ -78,6 +78,38 @@ def ready_consumer_avatar(*, end_user):
         items=["face_processing", "identity_check"],
         age_confirmation="adult",
     )
+
+
+def avatar_row(*, name: str, end_user=None, consent=None):
+    """A `ready` avatar row without weights, for walks over endpoints that never render: a
+    consumer's (with `end_user` and `consent`) or, without them, a panel test avatar."""
+    from avatars.models import Avatar, AvatarStatus
+
+    panel = (
+        {}
+        if end_user is not None
+        else {
+            "is_test_avatar": True,
+            "panel_gender": "female",
+            "panel_age_band": "30-44",
+            "rights_declaration": "test fixture",
+        }
+    )
+    return Avatar.objects.create(
+        end_user=end_user,
+        consent=consent,
+        name=name,
+        status=AvatarStatus.READY,
+        finished_at=timezone.now(),
+        **panel,
+    )
+
+
+def ready_consumer_avatar(*, end_user):
+    """A ready avatar of a consumer end user (with a consent record), trained once per session."""
+    from avatars.models import Avatar
+
+    record = consent_record(end_user=end_user)
     test_avatar = ready_test_avatar()
     Avatar.objects.filter(pk=test_avatar.pk).update(
         is_test_avatar=False, end_user=end_user, consent=record

@@ -38,8 +38,7 @@ from drf_spectacular.generators import SchemaGenerator
 from PIL import Image
 from rest_framework.test import APIClient
 
-from avatars import consent as agreement
-from avatars.models import Avatar, AvatarStatus, ConsentRecord
+from avatars.models import Avatar
 from credits import services as credits
 from generations.kinds import GENERATION
 from generations.services import output_token
@@ -70,7 +69,7 @@ from workstation.accounts.services import (
 )
 from workstation.ownership import owner_key
 
-from ...factories import published_template
+from ...factories import avatar_row, consent_record, published_template
 
 pytestmark = pytest.mark.django_db
 
@@ -515,30 +514,9 @@ def world(make_user) -> SimpleNamespace:
                 idempotency_key=f"setup-{credit_type}",
                 note=note,
             )
-    w.consent = ConsentRecord.objects.create(
-        end_user=owner,
-        agreement_version=agreement.AGREEMENT_VERSION,
-        agreement_hash=agreement.agreement_hash(),
-        text_shown=agreement.agreement_text(),
-        items=["face_processing", "identity_check"],
-        age_confirmation="adult",
-    )
-    w.avatar = Avatar.objects.create(
-        end_user=owner,
-        consent=w.consent,
-        name="Owner avatar",
-        status=AvatarStatus.READY,
-        finished_at=timezone.now(),
-    )
-    w.test_avatar = Avatar.objects.create(
-        is_test_avatar=True,
-        name="Panel Ana",
-        panel_gender="female",
-        panel_age_band="30-44",
-        rights_declaration="test fixture",
-        status=AvatarStatus.READY,
-        finished_at=timezone.now(),
-    )
+    w.consent = consent_record(end_user=owner)
+    w.avatar = avatar_row(name="Owner avatar", end_user=owner, consent=w.consent)
+    w.test_avatar = avatar_row(name="Panel Ana")
 
     # The studio: a draft never submitted, a submitted template, a published one.
     designer, operator = make_user("designer"), make_user("operator")

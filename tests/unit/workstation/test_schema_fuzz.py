@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from ...factories import published_template
+from ...factories import avatar_row, consent_record, published_template
 
 pytestmark = pytest.mark.django_db
 
@@ -114,8 +114,6 @@ def _credentials(world: SimpleNamespace, caller: str) -> tuple[dict[str, str], d
 @pytest.fixture
 def world(make_user, settings) -> SimpleNamespace:
     """A few real objects of each kind, owned by the callers above."""
-    from avatars import consent as agreement
-    from avatars.models import Avatar, AvatarStatus, ConsentRecord
     from credits import services as credits
     from generations.kinds import GENERATION
     from generations.services import output_token
@@ -145,30 +143,9 @@ def world(make_user, settings) -> SimpleNamespace:
         credits.grant(
             end_user=end_user, credit_type=credit_type, amount=5, idempotency_key=credit_type
         )
-    w.consent = ConsentRecord.objects.create(
-        end_user=end_user,
-        agreement_version=agreement.AGREEMENT_VERSION,
-        agreement_hash=agreement.agreement_hash(),
-        text_shown=agreement.agreement_text(),
-        items=["face_processing", "identity_check"],
-        age_confirmation="adult",
-    )
-    w.avatar = Avatar.objects.create(
-        end_user=end_user,
-        consent=w.consent,
-        name="Fuzz avatar",
-        status=AvatarStatus.READY,
-        finished_at=timezone.now(),
-    )
-    w.test_avatar = Avatar.objects.create(
-        is_test_avatar=True,
-        name="Panel",
-        panel_gender="female",
-        panel_age_band="30-44",
-        rights_declaration="test fixture",
-        status=AvatarStatus.READY,
-        finished_at=timezone.now(),
-    )
+    w.consent = consent_record(end_user=end_user)
+    w.avatar = avatar_row(name="Fuzz avatar", end_user=end_user, consent=w.consent)
+    w.test_avatar = avatar_row(name="Panel")
 
     designer = w.users[DESIGNER]
     w.asset, _ = studio.asset_upload(user=designer, data=_png(), kind="lighting")
@@ -249,6 +226,7 @@ REAL_IDS: dict[str, Callable[[SimpleNamespace], dict[str, list[Any]]]] = {
     "/api/studio/templates/{template}/events": lambda w: {"template": _templates(w)},
     "/api/v1/auth/invitations/{token}": lambda w: {"token": [w.invitation_token]},
     "/api/v1/avatars/{id}": lambda w: {"id": [w.avatar.pk, w.test_avatar.pk]},
+    "/api/v1/avatars/{id}/events": lambda w: {"id": [w.avatar.pk, w.test_avatar.pk]},
     "/api/v1/catalog/templates/{id}": lambda w: {"id": [w.published.pk, w.draft.pk]},
     "/api/v1/catalog/templates/{id}/cover": lambda w: {"id": [w.published.pk]},
     "/api/v1/consents/{id}/withdraw": lambda w: {"id": [w.consent.pk]},
