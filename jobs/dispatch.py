@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -81,6 +81,15 @@ def _skip_locked(queryset: QuerySet[RenderJob]) -> QuerySet[RenderJob]:
     )
 
 
+NEVER_SERVED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def turn_order(oldest: dict[str, datetime], last_served: dict[str, datetime]) -> list[str]:
+    """The owners of `oldest` (owner -> their oldest queued job's time) in turn order: the
+    least recently served first; never served ones by their oldest job."""
+    return sorted(oldest, key=lambda o: (last_served.get(o, NEVER_SERVED), oldest[o]))
+
+
 def owner_order(lane: str, priority: int, queued: QuerySet[RenderJob]) -> list[str]:
     """Owners with queued jobs in this class, the least recently served first."""
     owners = dict(
@@ -94,8 +103,7 @@ def owner_order(lane: str, priority: int, queued: QuerySet[RenderJob]) -> list[s
             lane=lane, priority=priority, owner_key__in=list(owners)
         ).values_list("owner_key", "last_served_at")
     )
-    epoch = timezone.make_aware(datetime(2000, 1, 1))
-    return sorted(owners, key=lambda o: (turns.get(o, epoch), owners[o]))
+    return turn_order(owners, turns)
 
 
 def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | None:

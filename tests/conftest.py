@@ -116,11 +116,16 @@ def s3_worker(s3_storage, worker_env, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def clear_cache():
-    """Throttle counters live in the shared cache; each test starts with none."""
+def clear_cache(settings):
+    """Throttle counters and queue snapshots live in the shared cache; each test starts with
+    none, and reads positions fresh (tests/unit/jobs/test_queue.py covers the shared tick)."""
     from django.core.cache import cache
 
+    from jobs import selectors
+
     cache.clear()
+    selectors._local_snapshots.clear()
+    settings.QUEUE_POSITION_TICK_S = 0
     yield
 
 

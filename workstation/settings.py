@@ -335,6 +335,9 @@ SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", default=5.0)
 # dead, and the sweeper returns its jobs to the queue at once (not only when the lease ends).
 WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=2.0)
 WORKER_DEAD_AFTER_S = env.float("WORKER_DEAD_AFTER_S", default=8.0)
+# Queue positions and ETAs come from a per-lane snapshot rebuilt at most this often (and shared
+# through the cache): 0 rebuilds it on every read (tests).
+QUEUE_POSITION_TICK_S = env.float("QUEUE_POSITION_TICK_S", default=1.0)
 # Webhook URLs on localhost/127.0.0.1 (plain http) are for development only.
 WEBHOOK_ALLOW_LOCAL = env.bool("WEBHOOK_ALLOW_LOCAL", default=DEBUG)
 # Ports a webhook URL may name (HTTPS); anything else (6379, 22, ...) is refused at registration.

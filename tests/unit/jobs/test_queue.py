@@ -393,18 +393,24 @@ def test_published_template_stays_in_the_catalog_while_a_new_revision_is_reviewe
     assert create(shop).status_code == 201
 
 
-def test_position_tolerates_an_owner_arriving_between_its_reads(make_user, monkeypatch):
-    """The probe's 500: a second owner's first job committed between the turn-order read and
-    the per-owner counts. That owner counts as last in turn, and nothing raises."""
+def test_positions_share_one_lane_snapshot_per_tick(make_user, settings, django_assert_num_queries):
+    """Readers within a tick reuse the lane's snapshot: one indexed count each, no scan. An
+    owner whose first job arrived after the snapshot counts as last in turn."""
+    settings.QUEUE_POSITION_TICK_S = 3600
     a, b = make_user("operator"), make_user("operator")
-    a_jobs = queue(a, 2)
-    real_order = dispatch.owner_order
-    monkeypatch.setattr(
-        selectors,
-        "owner_order",
-        lambda lane, priority, queued: [
-            o for o in real_order(lane, priority, queued) if o == a_jobs[0].owner_key
-        ],
-    )
-    queue(b, 1)  # B's job exists for the counts, not for the (earlier) turn order
-    assert selectors.queue_estimate(a_jobs[1]).position == 2  # A0, then B's turn, then A1
+    a_jobs = queue(a, 3)
+    assert selectors.queue_estimate(a_jobs[2]).position == 2  # builds the snapshot
+    selectors.average_seconds(a_jobs[0].kind)  # cached, as in production
+    with django_assert_num_queries(1):  # the owner's own older jobs
+        assert selectors.queue_estimate(a_jobs[1]).position == 1
+
+    b_job = queue(b, 1)[0]  # after the snapshot: not in it
+    assert selectors.queue_estimate(a_jobs[2]).position == 2  # B not yet counted
+    assert selectors.queue_estimate(b_job).position == 1  # after A0: B taken as last in turn
+
+    selectors._local_snapshots.clear()
+    from django.core.cache import cache
+
+    cache.clear()  # the next tick
+    assert selectors.queue_estimate(a_jobs[2]).position == 3  # A0, B0, A1 before it
+    assert selectors.queue_estimate(b_job).position == 1
