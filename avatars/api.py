@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from workstation.api.permissions import IsApiClient, IsOperator
 from workstation.api.scoping import ConsumerScopedMixin
-from workstation.api.sse import state_stream
+from workstation.api.sse import EventStreamNegotiation, state_stream
 
 from . import consent as agreement
 from . import services
@@ -240,6 +240,7 @@ class AvatarDetailView(ConsumerScopedMixin, generics.RetrieveDestroyAPIView):
 
 class AvatarEventsView(ConsumerScopedMixin, generics.GenericAPIView):
     serializer_class = AvatarSerializer
+    content_negotiation_class = EventStreamNegotiation
 
     def scoped_queryset(self):
         return Avatar.objects.filter(is_test_avatar=False)

@@ -15,6 +15,12 @@ def run_training(job: RenderJob) -> RunOutcome:
     return RunOutcome(outcome.succeeded, outcome.code, outcome.reason, outcome.details)
 
 
+def training_finished(job: RenderJob) -> None:
+    from .services import training_job_finished
+
+    training_job_finished(job)
+
+
 def register_kinds() -> None:
     register(
         JobKindSpec(
@@ -24,5 +30,6 @@ def register_kinds() -> None:
             run=run_training,
             batchable=False,
             consumer_facing=True,
+            on_finished=(training_finished,),
         )
     )

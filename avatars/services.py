@@ -141,8 +141,22 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
     whose first stage screens them."""
     owner = str(avatar.id)
     data_key = crypto.new_data_key()
-    stored: list[str] = []
+    stored: dict[int, str] = {}
+    uploads = {FRONT_PHOTO_INDEX: received.front} | {
+        _upload_index(i): upload for i, upload in received.photos.items()
+    }
     try:
+        # Written before the transaction, so no row lock waits on storage: nothing refers to
+        # these objects until the rows below commit, and they are deleted if that fails.
+        for index, upload in uploads.items():
+            # One file in memory at a time: Django spooled the upload to disk.
+            upload.seek(0)
+            sealed = crypto.encrypt_blob(
+                upload.read(), data_key=data_key, owner_id=owner, purpose=f"upload:{index}"
+            )
+            stored[index] = default_storage.save(
+                f"avatars/{owner}/uploads/{index}.bin", ContentFile(sealed)
+            )
         with transaction.atomic():
             avatar.wrapped_data_key = crypto.wrap_data_key(data_key, owner_id=owner)
             avatar.photo_count = len(received.photos)
@@ -156,20 +170,10 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
                     )
                 _check_quota(avatar.end_user)
             avatar.save()
-            uploads = {FRONT_PHOTO_INDEX: received.front} | {
-                _upload_index(i): upload for i, upload in received.photos.items()
-            }
-            for index, upload in uploads.items():
-                # One file in memory at a time: Django spooled the upload to disk.
-                upload.seek(0)
-                sealed = crypto.encrypt_blob(
-                    upload.read(), data_key=data_key, owner_id=owner, purpose=f"upload:{index}"
-                )
-                name = default_storage.save(
-                    f"avatars/{owner}/uploads/{index}.bin", ContentFile(sealed)
-                )
-                stored.append(name)
-                AvatarPhoto.objects.create(avatar=avatar, index=index, storage_name=name)
+            AvatarPhoto.objects.bulk_create(
+                AvatarPhoto(avatar=avatar, index=index, storage_name=name)
+                for index, name in stored.items()
+            )
             job = job_create(
                 kind=TRAINING,
                 spec={},
@@ -186,7 +190,7 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
                     avatar=avatar,
                 )
     except Exception:
-        delete_objects(stored)
+        delete_objects(stored.values())
         raise
 
 
@@ -312,6 +316,13 @@ def _decrypt_stored(avatar: Avatar, data_key: bytes, *, purpose: str) -> dict[in
     return stored
 
 
+def _was_stored(field: str, stored: dict[int, bytes]) -> bool:
+    """Whether the photo an issue names ("front_photo", "photos.<i>") was stored at upload."""
+    if not field.startswith("photos."):
+        return True
+    return _upload_index(int(field.removeprefix("photos."))) in stored
+
+
 def _holds_prepared_crops(avatar: Avatar) -> bool:
     """Avatars queued before screening moved into the job hold prepared crops, not uploads."""
     names = list(avatar.photos.values_list("storage_name", flat=True))
@@ -323,6 +334,11 @@ def _screen_stored_uploads(avatar: Avatar, data_key: bytes) -> ScreenedPhotos | 
     the reference embedding and every photo's issue on the avatar; fails the avatar (refunded)
     when too few photos are usable."""
     uploads = _decrypt_stored(avatar, data_key, purpose="upload")
+    # Issues found at the upload are those of photos never stored; what an earlier attempt's
+    # screening found (a redelivered job) is found again, not kept twice.
+    door_issues = [
+        issue for issue in avatar.photo_issues or [] if not _was_stored(issue["field"], uploads)
+    ]
     front = uploads.pop(FRONT_PHOTO_INDEX, None)
     if front is None or not uploads:
         return _finish_failed(
@@ -330,7 +346,6 @@ def _screen_stored_uploads(avatar: Avatar, data_key: bytes) -> ScreenedPhotos | 
             code="photos_expired",
             reason="Your photos were deleted before training could start. You were not charged.",
         )
-    door_issues = list(avatar.photo_issues or [])
     try:
         screened = screen_photos(
             front=front,
@@ -397,6 +412,22 @@ def _finish_failed(
     return TrainingOutcome(False, code, reason, tuple(issues or ()))
 
 
+def training_job_finished(job: RenderJob) -> None:
+    """Terminal hook of training jobs: a job that ended without success while its avatar is
+    still in flight (the sweeper gave up after a worker died each attempt, a deadline) fails
+    the avatar too, and deletes its photos at once. Idempotent."""
+    if job.status == JobStatus.SUCCEEDED or job.avatar_id is None:
+        return
+    avatar = Avatar.objects.select_for_update().filter(pk=job.avatar_id).first()
+    if avatar is None or not avatar.is_in_flight:
+        return
+    _finish_failed(
+        avatar,
+        code=job.error_code or "training_failed",
+        reason=job.error_message or "Making your avatar failed. You were not charged.",
+    )
+
+
 def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
     """Fails the avatar's queued training job (which refunds the avatar credit)."""
     for job in avatar.jobs.select_for_update().filter(status=JobStatus.QUEUED):
@@ -422,6 +453,16 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
             avatar,
             code="photos_unavailable",
             reason="Your photos could not be read. You were not charged.",
+        )
+    except Exception:
+        # Screening decodes untrusted files and runs face models: whatever breaks, the avatar
+        # fails now (photos deleted, refunded) rather than waiting for the retention sweep.
+        logger.exception("avatar %s: photo screening crashed", owner)
+        return _finish_failed(
+            avatar,
+            code="internal_error",
+            reason="Your photos could not be checked because of an internal error. "
+            "You were not charged.",
         )
     if isinstance(photos, TrainingOutcome):
         return photos

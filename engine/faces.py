@@ -386,16 +386,21 @@ def _analyse(
         image = decode_rgb(data, max_pixels=max_pixels, draft_side=decode_side)
     except ImageDecodeError as exc:
         return RejectCode(exc.code), {}
-    # A JPEG decoded in draft mode is smaller than the file: face sizes are judged in the
-    # photo's own pixels, as the user took it.
-    scale = max(declared.width, declared.height) / max(image.size)
     boxes = _detect(image)
     if not boxes:
         return RejectCode.NO_FACE, {}
     main = boxes[0]
     if any(other.area >= COMPARABLE_FACE_AREA * main.area for other in boxes[1:]):
         return RejectCode.MULTIPLE_FACES, {"face": main}
-    if main.side * scale < min_face_px:
+    if main.side < min_face_px and max(image.size) < max(declared.width, declared.height):
+        # Draft decoding shrank a face the photo holds at full size: decode this one fully, so
+        # the size gate, the crop and the sharpness all see the photo's own pixels.
+        image = decode_rgb(data, max_pixels=max_pixels)
+        boxes = _detect(image)
+        if not boxes:
+            return RejectCode.NO_FACE, {}
+        main = boxes[0]
+    if main.side < min_face_px:
         return RejectCode.FACE_TOO_SMALL, {"face": main}
     pixels = _pixels(image)
     face = _Face(box=main, shape=_landmarks(pixels, main))

@@ -25,7 +25,7 @@ from workstation.api.authentication import consumer_principal
 from workstation.api.headers import JOB_HEADERS, cancel_after, idempotency_key
 from workstation.api.permissions import IsConsumer
 from workstation.api.scoping import consumer_owned
-from workstation.api.sse import state_stream
+from workstation.api.sse import EventStreamNegotiation, state_stream
 
 from . import services
 from .kinds import CONSUMER_KINDS
@@ -168,6 +168,8 @@ class GenerationRefineView(GenerationScope, generics.GenericAPIView):
 class GenerationEventsView(GenerationScope, generics.GenericAPIView):
     """Server-sent events: one `state` event per change (with an id), until the job ends or
     the stream's time runs out (the client reconnects; polling GET is the fallback)."""
+
+    content_negotiation_class = EventStreamNegotiation
 
     @extend_schema(
         summary="Progress as server-sent events",

@@ -301,8 +301,9 @@ AVATAR_KEEP_PHOTOS = env.int("AVATAR_KEEP_PHOTOS", default=15)
 AVATAR_MIN_USABLE_PHOTOS = env.int("AVATAR_MIN_USABLE_PHOTOS", default=10)
 AVATAR_PHOTO_MAX_BYTES = env.int("AVATAR_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
 AVATAR_MIN_FACE_PX = env.int("AVATAR_MIN_FACE_PX", default=128)
-# Pixel budgets, checked from the image headers before anything is decoded: per photo (a 50 Mpx
-# phone's full-resolution mode fits) and per upload request (every photo plus the front one).
+# Pixel budgets, checked from the image headers before anything is decoded: per photo (one 50 Mpx
+# full-resolution phone photo fits) and per upload request (every photo plus the front one:
+# 40 standard 12 Mpx photos fit; 20 full-resolution 48 Mpx ones do not, and the 400 says so).
 AVATAR_PHOTO_MAX_PIXELS = env.int("AVATAR_PHOTO_MAX_PIXELS", default=50_000_000)
 AVATAR_UPLOAD_MAX_PIXELS = env.int("AVATAR_UPLOAD_MAX_PIXELS", default=600_000_000)
 # Photos are decoded for screening at no more than about this side (JPEG draft mode).

@@ -15,6 +15,8 @@
 # Times: the first uploader (the lowest row of the old owners table) keeps the asset's time;
 # every other owner gets the time of their own earliest revision that uses it, else the
 # migration's time: never another owner's upload time.
+#
+# An asset with no owner and no revision naming it (unreachable by anyone) is not carried over.
 
 from __future__ import annotations
 

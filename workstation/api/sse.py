@@ -14,8 +14,21 @@ from typing import Any
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
 
 POLL_INTERVAL_S = 0.5
+
+
+class EventStreamNegotiation(BaseContentNegotiation):
+    """A browser's EventSource always sends `Accept: text/event-stream`, which no DRF renderer
+    offers: the stream view answers it anyway (a 404 or 401 before the stream still renders as
+    JSON, the first renderer)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 def state_stream(

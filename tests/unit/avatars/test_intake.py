@@ -216,14 +216,17 @@ def test_avatar_events_stream_reports_screening_outcome(consumer, settings):
     photos = P.same_person_photos(2) + [P.no_face()]
     avatar_id = upload(client, give_consent(client), photos).json()["id"]
     train(avatar_id)
-    response = client.get(f"/api/v1/avatars/{avatar_id}/events")
+    response = client.get(f"/api/v1/avatars/{avatar_id}/events", HTTP_ACCEPT="text/event-stream")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
     text = b"".join(response.streaming_content).decode()
     event = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])
     assert event["status"] == "failed"
     assert _codes(event["photo_issues"]) == {"photos.2": "no_face"}
-    assert consumer("bob").get(f"/api/v1/avatars/{avatar_id}/events").status_code == 404
+    other = consumer("bob").get(
+        f"/api/v1/avatars/{avatar_id}/events", HTTP_ACCEPT="text/event-stream"
+    )
+    assert other.status_code == 404 and other.json()["error"]["status"] == 404
 
 
 def test_photo_count_limits(consumer, settings):
@@ -346,3 +349,59 @@ def test_end_user_erased_during_the_upload_gets_409_and_nothing_is_stored(consum
     with pytest.raises(ConflictError, match="erased"):
         services._store_uploads_and_enqueue(avatar, received)
     assert Avatar.objects.count() == 0 and list_objects("avatars") == []
+
+
+def test_screening_again_on_a_redelivered_job_reports_each_issue_once(consumer):
+    from avatars import crypto, services
+
+    client = consumer("alice")
+    photos = P.same_person_photos(3) + [P.text_file(), P.no_face()]
+    avatar_id = upload(client, give_consent(client), photos).json()["id"]
+    avatar = Avatar.objects.get(pk=avatar_id)
+    data_key = crypto.unwrap_data_key(bytes(avatar.wrapped_data_key), owner_id=avatar_id)
+    for _ in range(2):  # the first attempt's worker died after screening
+        services._screen_stored_uploads(Avatar.objects.get(pk=avatar_id), data_key)
+    avatar.refresh_from_db()
+    assert [(i["field"], i["code"]) for i in avatar.photo_issues] == [
+        ("photos.3", "not_an_image"),
+        ("photos.4", "no_face"),
+    ]
+    assert avatar.photo_count == 3
+
+
+def test_training_job_given_up_by_the_queue_fails_its_avatar_at_once(consumer):
+    """E.g. its worker died on every attempt: the sweeper fails the job (refunded), and the
+    avatar fails with it, its photos deleted, instead of waiting for the retention sweep."""
+    from django.db import transaction
+
+    from jobs.finishing import job_finished_without_running
+
+    client = consumer("alice")
+    balances = client.get("/api/v1/credits").json()["balances"]
+    avatar_id = upload(client, give_consent(client), P.same_person_photos(3)).json()["id"]
+    job = RenderJob.objects.get(avatar_id=avatar_id)
+    with transaction.atomic():
+        RenderJob.objects.select_for_update().get(pk=job.pk)
+        job_finished_without_running(
+            job, status="failed", code="worker_lost", message="The worker stopped. Not charged."
+        )
+    avatar = Avatar.objects.get(pk=avatar_id)
+    assert (avatar.status, avatar.failure_code) == ("failed", "worker_lost")
+    assert list_objects(f"avatars/{avatar_id}") == []
+    assert client.get("/api/v1/credits").json()["balances"] == balances
+
+
+def test_a_crash_while_screening_fails_the_avatar_and_deletes_the_photos(consumer, monkeypatch):
+    from avatars import services
+
+    def broken(**kwargs):
+        raise RuntimeError("face model crashed")
+
+    monkeypatch.setattr(services, "screen_photos", broken)
+    client = consumer("alice")
+    avatar_id = upload(client, give_consent(client), P.same_person_photos(3)).json()["id"]
+    train(avatar_id)
+    avatar = Avatar.objects.get(pk=avatar_id)
+    assert (avatar.status, avatar.failure_code) == ("failed", "internal_error")
+    assert "not charged" in avatar.failure_reason
+    assert list_objects(f"avatars/{avatar_id}") == []

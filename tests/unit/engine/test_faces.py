@@ -249,3 +249,16 @@ def test_jpeg_draft_decoding_keeps_both_sides_at_least_the_asked_side(face):
     decoded = decode_rgb(encode(big, "JPEG"), draft_side=1024)
     assert decoded.size == (2048, 1536)  # 1/2 scale: 1/4 would make a side shorter than 1024
     assert decode_rgb(encode(big, "PNG"), draft_side=1024).size == (4096, 3072)  # JPEG only
+
+
+def test_face_shrunk_by_draft_decoding_is_judged_and_cropped_at_full_size():
+    """A 50 Mpx JPEG decodes at half size (draft mode); its face, large enough in the photo
+    but not in the draft, is decoded again at full size for the size gate and the crop."""
+    from engine.faces import prepare_training_photos
+
+    canvas = Image.new("RGB", (8192, 6144), "white")
+    canvas.paste(Image.fromarray(astronaut()).resize((2048, 2048)), (3000, 2000))
+    data = encode(canvas, "JPEG", quality=90)
+    result = prepare_training_photos(data, [data], min_face_px=300, decode_side=2048, keep=1)
+    assert result.decisions[0].accepted
+    assert result.front_face.side >= 300  # measured on the full-size photo, not the draft

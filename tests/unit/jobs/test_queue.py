@@ -275,7 +275,9 @@ def test_outputs_and_jobs_are_scoped_to_their_owner(shop, consumer_key):
 def test_server_sent_events_stream_states(shop, settings):
     settings.SSE_MAX_SECONDS = 0  # one snapshot, then the stream ends
     job = create(shop).json()
-    response = shop.get(job["urls"]["events"])
+    # What a browser's EventSource sends.
+    response = shop.get(job["urls"]["events"], HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
     text = b"".join(response.streaming_content).decode()
     assert "retry: 2000" in text and "event: state" in text and f"id: {job['id']}:1" in text
