@@ -251,7 +251,7 @@ def test_terminal_jobs_of_end_users_record_events_and_send_them_after_commit(
     assert failure.delivered_at is None and failure.next_attempt_at <= timezone.now()
     assert set(failure.payload) == PAYLOAD_KEYS
     assert failure.payload["status"] == "failed" and failure.payload["kind"] == "generation"
-    assert failure.payload["error"] == {"code": "x", "message": "y"}
+    assert failure.payload["error"] == {"code": "x", "message": "y", "details": []}
     assert failure.payload["end_user"] == "user-7"
     assert failure.payload["completed_at"].endswith("Z")
     assert "prompt" not in json.dumps(failure.payload)
