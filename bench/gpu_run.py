@@ -272,6 +272,10 @@ def markdown(report: dict[str, Any]) -> str:
             f"mixed batch of {mixed.get('adapters')} avatars: "
             f"{_r(mixed.get('mixed_images_per_s'), 2)} images/s vs single-avatar batches "
             f"{_r(mixed.get('grouped_images_per_s'), 2)} images/s (x{_r(mixed.get('speedup'), 2)})",
+            f"avatar pool, {mixed.get('adapters')} different avatars in one batch: "
+            f"{_r(mixed.get('pool_images_per_s'), 2)} images/s vs one avatar "
+            f"{_r(mixed.get('single_avatar_images_per_s'), 2)} images/s "
+            f"(x{_r(mixed.get('pool_vs_single_avatar'), 2)}; target >= 0.9)",
             f"render_batch of {batch.get('requests')} users: "
             f"{_r(batch.get('batch_images_per_s'), 2)} images/s vs sequential "
             f"{_r(batch.get('sequential_images_per_s'), 2)} (x{_r(batch.get('speedup'), 2)}, "
@@ -317,6 +321,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{gen['postprocess_share']:.1%} (likeness {gen['likeness']}, labels "
                 f"{gen['labels']})"
             )
+            stream = gen.get("stream") or {}
+            if stream:
+                lines.append(
+                    f"{stream['jobs']} generations back to back: "
+                    f"{stream['inline_images_per_s']:.2f} images/s finished in the render "
+                    f"thread, {stream['pipelined_images_per_s']:.2f} with "
+                    f"{stream['postprocess_workers']} post-processing process(es) "
+                    f"({stream['speedup']:.2f}x)"
+                )
     compiled = sections.get("compile", {}).get("result") or {}
     if compiled:
         lines += [

@@ -72,6 +72,7 @@ def _bench(args: argparse.Namespace) -> int:
         channels_last=False if args.no_channels_last else None,
         fuse_qkv=args.fuse_qkv,
         train_steps=args.train_steps,
+        train_size=args.train_size,
         repeats=args.repeats,
         threads=args.threads,
         job=args.job,
@@ -168,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-steps",
         type=int,
         help="avatar training steps (default 10; 1 for full-size models on CPU)",
+    )
+    bench.add_argument(
+        "--train-size",
+        type=int,
+        help="--job: avatar training resolution in px (default: --size)",
     )
     bench.add_argument("--repeats", type=int, default=1, help="timed runs per measurement")
     bench.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for tiny)")

@@ -34,6 +34,7 @@ LoRAs with another alpha as styles.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -329,6 +330,16 @@ def loaded_adapters(pipeline: Any, loras: Mapping[str, LoraSource]) -> Iterator[
         yield loaded
     finally:
         unload_adapters(pipeline, loaded)
+
+
+@contextlib.contextmanager
+def preserved_adapter_state(pipeline: Any) -> Iterator[None]:
+    """Restore every LoRA layer's active adapters, scales and enabled flag after the block."""
+    snapshot = _snapshot(pipeline)
+    try:
+        yield
+    finally:
+        _restore(pipeline, snapshot)
 
 
 # --------------------------------------------------------------------------- mixed batches
@@ -629,3 +640,240 @@ class AvatarSlot:
     @property
     def styles(self) -> list[str]:
         return sorted(self._styles)
+
+
+# --------------------------------------------------------------------------- avatar pool
+
+# peft (``lora_A`` / ``lora_B``) and diffusers (``lora.down`` / ``lora.up``, what
+# `engine.training` saves) key formats of a UNet LoRA factor.
+_POOL_KEY = re.compile(
+    r"^unet\.(?P<module>.+)\.(?:lora_(?P<peft>[AB])|lora(?:_linear_layer)?\.(?P<old>down|up))"
+    r"\.weight$"
+)
+
+
+class _PoolLayer:
+    """One targeted UNet Linear: the pool's stacked LoRA factors, as non-persistent buffers of
+    its base layer (they follow ``.to()``, stay out of ``state_dict``, and a compiled UNet
+    reads them as inputs, so new avatars never recompile). ``prefix`` keeps two pools on one
+    pipeline apart."""
+
+    def __init__(self, base: torch.nn.Linear, slots: int, rank: int, prefix: str) -> None:
+        weight = base.weight
+        self.base = base
+        self.names = (f"{prefix}_a", f"{prefix}_b")
+        base.register_buffer(
+            self.names[0],
+            torch.zeros(slots, rank, base.in_features, device=weight.device, dtype=weight.dtype),
+            persistent=False,
+        )
+        base.register_buffer(
+            self.names[1],
+            torch.zeros(slots, base.out_features, rank, device=weight.device, dtype=weight.dtype),
+            persistent=False,
+        )
+
+    @property
+    def a(self) -> torch.Tensor:
+        return self.base._buffers[self.names[0]]  # type: ignore[return-value]
+
+    @property
+    def b(self) -> torch.Tensor:
+        return self.base._buffers[self.names[1]]  # type: ignore[return-value]
+
+
+_POOL_IDS = itertools.count()
+
+
+class AvatarPool:
+    """Up to ``slots`` avatar LoRAs resident on the model's device at once, for batches whose
+    samples use different avatars (S-LoRA / punica style).
+
+    Each targeted UNet Linear gets the avatars' factors stacked, ``A`` as ``[slots, rank, in]``
+    and ``B`` as ``[slots, out, rank]`` (lower ranks zero-padded), and one forward hook that
+    adds, to every row of a batch, ``weight[row] * B[slot[row]] @ A[slot[row]] @ x[row]``: two
+    batched matrix products over factors gathered by a per-row slot index tensor. An avatar is
+    copied into a slot once (least recently used slot reused); a later batch with it copies
+    nothing. The hooks stay installed: outside `batch` they return at once, and a render
+    outside a batch equals the pipeline without the pool.
+
+    The hooks sit on the base Linear layers, under any peft LoRA wrapping them, so style LoRAs
+    (and the hot-swap `AvatarSlot`, kept inactive during a pool batch) still apply through
+    peft. Avatars must be UNet LoRAs (``unet.<module>.lora_A.weight`` / ``lora.down.weight``
+    keys, as `engine.training` saves them) with ``alpha / rank == 1`` and rank <= ``max_rank``, on the pool's modules (`accepts`); others
+    go through `per_sample_adapters`.
+
+    Not thread-safe: hold the avatar slot's lock (the engine's render lock) around `batch`.
+    """
+
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        slots: int = 8,
+        max_rank: int = 16,
+        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    ) -> None:
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 256:
+            raise SpecError("slots", f"must be an integer 1-256, got {slots!r}")
+        if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
+            raise SpecError("max_rank", f"must be a positive integer, got {max_rank!r}")
+        _check_unfused(pipeline)
+        unet = getattr(pipeline.unet, "_orig_mod", pipeline.unet)
+        self.slots = slots
+        self.max_rank = max_rank
+        self.loads = 0  # avatars copied into a slot
+        self._layers: dict[str, _PoolLayer] = {}
+        self._resident: OrderedDict[str, int] = OrderedDict()  # avatar key -> slot, LRU order
+        self._rows: torch.Tensor | None = None
+        self._row_weights: torch.Tensor | None = None
+        self._handles: list[Any] = []
+        prefix = f"avatar_pool{next(_POOL_IDS)}"
+        for name, module in unet.named_modules():
+            if ".lora_" in name or name.endswith(".base_layer"):
+                continue
+            if not any(name == t or name.endswith(f".{t}") for t in target_modules):
+                continue
+            base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+            if not isinstance(base, torch.nn.Linear):
+                continue
+            layer = _PoolLayer(base, slots, max_rank, prefix)
+            self._layers[name] = layer
+            self._handles.append(base.register_forward_hook(self._hook(layer)))
+        if not self._layers:
+            raise AdapterError(f"no UNet Linear module matches {list(target_modules)}")
+        weight = next(iter(self._layers.values())).a
+        self.device, self.dtype = weight.device, weight.dtype
+
+    def _hook(self, layer: _PoolLayer) -> Callable[..., Any]:
+        def add_avatars(_module: Any, args: tuple[Any, ...], output: torch.Tensor) -> Any:
+            rows = self._rows
+            if rows is None:
+                return None
+            weights = self._row_weights
+            assert weights is not None
+            x = args[0]
+            count = x.shape[0]
+            if count != rows.shape[0]:
+                if count % rows.shape[0]:
+                    raise AdapterError(
+                        f"a layer saw a batch of {count} rows for {rows.shape[0]} pool samples"
+                    )
+                # classifier-free guidance: [uncond_0..n-1, cond_0..n-1]
+                repeat = count // rows.shape[0]
+                rows, weights = rows.repeat(repeat), weights.repeat(repeat)
+            flat = x.reshape(count, -1, x.shape[-1])
+            hidden = torch.bmm(flat, layer.a[rows].transpose(1, 2))
+            delta = torch.bmm(hidden, layer.b[rows].transpose(1, 2)) * weights[:, None, None]
+            return output + delta.reshape(output.shape)
+
+        return add_avatars
+
+    def accepts(self, lora: Mapping[str, torch.Tensor]) -> bool:
+        """Whether an avatar's state dict fits the pool (else: `per_sample_adapters`)."""
+        try:
+            self._factors(lora)
+        except AdapterError:
+            return False
+        return True
+
+    def _factors(self, lora: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        factors: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in lora.items():
+            match = _POOL_KEY.match(key)
+            if match is None or match["module"] not in self._layers:
+                raise AdapterError(f"LoRA key {key!r} is not a pool module's factor")
+            part = match["peft"] or ("A" if match["old"] == "down" else "B")
+            factors.setdefault(match["module"], {})[part] = tensor
+        for module, parts in factors.items():
+            if set(parts) != {"A", "B"}:
+                raise AdapterError(f"LoRA module {module!r} lacks a factor")
+            rank = parts["A"].shape[0]
+            layer = self._layers[module]
+            if (
+                rank > self.max_rank
+                or parts["B"].shape[1] != rank
+                or parts["A"].shape[1] != layer.a.shape[2]
+                or parts["B"].shape[0] != layer.b.shape[1]
+            ):
+                raise AdapterError(f"LoRA module {module!r} does not fit the pool")
+        if not factors:
+            raise AdapterError("the LoRA has no factors")
+        return factors
+
+    def _place(self, key: str, lora: LoraSource) -> int:
+        """The slot holding avatar ``key``, copying its factors into one if needed."""
+        if key in self._resident:
+            self._resident.move_to_end(key)
+            return self._resident[key]
+        if len(self._resident) < self.slots:
+            used = set(self._resident.values())
+            slot = next(i for i in range(self.slots) if i not in used)
+        else:
+            _victim, slot = self._resident.popitem(last=False)
+        factors = self._factors(_resolve(lora))
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                parts = factors.get(name)
+                layer.a[slot].zero_()
+                layer.b[slot].zero_()
+                if parts is None:
+                    continue
+                rank = parts["A"].shape[0]
+                layer.a[slot, :rank].copy_(parts["A"])
+                layer.b[slot, :, :rank].copy_(parts["B"])
+        self._resident[key] = slot
+        self.loads += 1
+        return slot
+
+    @contextlib.contextmanager
+    def batch(
+        self,
+        samples: Sequence[tuple[str, float] | None],
+        loras: Mapping[str, LoraSource],
+    ) -> Iterator[None]:
+        """Make sample ``i`` of each batch add avatar ``samples[i] = (key, weight)`` (None: no
+        avatar) for the block; ``loras[key]`` gives an avatar not yet in a slot. At most
+        ``slots`` distinct avatars per batch."""
+        keys = list(dict.fromkeys(sample[0] for sample in samples if sample is not None))
+        if len(keys) > self.slots:
+            raise AdapterError(f"{len(keys)} avatars in one batch; the pool has {self.slots}")
+        placed: dict[str, int] = {}
+        for key in keys:
+            if key not in self._resident and key not in loras:
+                raise AdapterError(f"avatar {key!r} is not in the pool; pass its LoRA")
+            placed[key] = self._place(key, loras.get(key, {}))
+        rows = [0 if sample is None else placed[sample[0]] for sample in samples]
+        weights = [0.0 if sample is None else float(sample[1]) for sample in samples]
+        self._rows = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self._row_weights = torch.tensor(weights, dtype=self.dtype, device=self.device)
+        try:
+            yield
+        finally:
+            self._rows = None
+            self._row_weights = None
+
+    def evict(self, key: str) -> None:
+        """Forget an avatar (e.g. retrained or erased); its slot is zeroed and reused."""
+        slot = self._resident.pop(key, None)
+        if slot is None:
+            return
+        with torch.no_grad():
+            for layer in self._layers.values():
+                layer.a[slot].zero_()
+                layer.b[slot].zero_()
+
+    @property
+    def resident(self) -> list[str]:
+        return list(self._resident)
+
+    def close(self) -> None:
+        """Remove the hooks and buffers (the pipeline is as without a pool)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for layer in self._layers.values():
+            for name in layer.names:
+                layer.base._buffers.pop(name, None)
+        self._layers.clear()
+        self._resident.clear()

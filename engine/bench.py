@@ -43,7 +43,9 @@ needs is missing, or ``skipped: <reason>``):
 - ``generation_job``: a whole generation with that avatar: ``--candidates`` candidates, ranked
   by likeness to the avatar's reference embedding, the best ``--keep`` labelled
   (`engine.labels`) and encoded: the pipeline time and the post-processing share (likeness +
-  labels + encoding) of the total, from `Engine.last_timings`.
+  labels + encoding) of the total, from `Engine.last_timings`; then ``stream``: a run of such
+  jobs back to back, finished in the render thread vs. in the post-processing pool while the
+  next job denoises (`bench_job_stream`), as images/s of each and their ratio.
 
 Face preparation / likeness need dlib and ``face_recognition_models``, labels a CJK font and
 ``invisible-watermark``; a missing one is reported as ``unavailable`` and that phase skipped
@@ -69,8 +71,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
+from engine.postprocess import LabelOptions, PostProcessor
 from engine.registry import RANDOM_PROFILES, ModelRegistry
-from engine.runtime import Engine, LabelOptions, resolve_device, resolve_dtype
+from engine.runtime import Engine, resolve_device, resolve_dtype
 from engine.serving import ServingProfile, build_engine
 from engine.spec import AvatarRef, RenderSpec
 
@@ -421,11 +424,33 @@ def bench_mixed(
 
     grouped_call()  # warm-up (single-image shape)
     grouped_times, _ = _repeat(grouped_call, device, repeats)
+
+    # The resident pool (what `Engine.render_batch` uses): one batch of `count` different
+    # avatars, against one batch of `count` samples of a single hot-swapped avatar.
+    slot.activate("bench-one", loras[0])
+    call(count, range(count))  # warm-up
+    one_times, _ = _repeat(lambda: call(count, range(count)), device, repeats)
     slot.deactivate()
+    pool = adapters.AvatarPool(pipeline, slots=count, max_rank=slot.max_rank)
+    try:
+        keys = {f"bench-pool-{i}": lora for i, lora in enumerate(loras)}
+        with pool.batch([(key, 1.0) for key in keys], keys):
+            call(count, range(count))  # warm-up (and the one copy of each avatar)
+            pool_times, _ = _repeat(lambda: call(count, range(count)), device, repeats)
+    finally:
+        pool.close()
     mixed, grouped = statistics.median(mixed_times), statistics.median(grouped_times)
+    one, pooled = statistics.median(one_times), statistics.median(pool_times)
     return {
         "status": "ok",
         "adapters": count,
+        "pool_seconds": pooled,
+        "pool_seconds_min": min(pool_times),
+        "single_avatar_seconds": one,
+        "single_avatar_seconds_min": min(one_times),
+        "pool_images_per_s": count / pooled,
+        "single_avatar_images_per_s": count / one,
+        "pool_vs_single_avatar": one / pooled,
         "mixed_seconds": mixed,
         "mixed_seconds_min": min(mixed_times),
         "grouped_seconds": grouped,
@@ -698,13 +723,15 @@ def bench_generation_job(
         avatar=AvatarRef("bench-job-avatar", weight=0.9),
     )
 
+    job_kwargs: dict[str, Any] = {
+        "spec": spec,
+        "avatar_source": lambda _id: avatar,
+        "reference_embedding": reference,
+        "label": label,
+    }
+
     def job() -> list[Any]:
-        return engine.render(
-            spec,
-            avatar_source=lambda _id: avatar,
-            reference_embedding=reference,
-            label=label,
-        )
+        return engine.render(**job_kwargs)
 
     job()  # warm-up (and compilation at this shape)
     rows = []
@@ -728,6 +755,58 @@ def bench_generation_job(
         "postprocess_share_min": min(post),
     }
     report["images_per_s"] = candidates / report["total_s"]["median"]
+    report["stream"] = bench_job_stream(
+        engine, job_kwargs, jobs=max(4, repeats), workers=max(1, engine.postprocess.workers)
+    )
+    return report
+
+
+def bench_job_stream(
+    engine: Engine, job_kwargs: dict[str, Any], *, jobs: int, workers: int
+) -> dict[str, Any]:
+    """``jobs`` generation jobs back to back, as a worker runs them: finished in the render
+    thread one after the other (``inline``, the behaviour before the post-processing pool),
+    then with ``workers`` post-processing processes, each job's finishing overlapping the next
+    job's denoising (``pipelined``, `jobs.pipelining` with depth 1). Same engine, same run."""
+    saved = engine.postprocess
+    spec = job_kwargs["spec"]
+    options = {k: v for k, v in job_kwargs.items() if k != "spec"}
+    report: dict[str, Any] = {"jobs": jobs, "postprocess_workers": workers}
+    try:
+        engine.postprocess = PostProcessor(0)
+        engine.render(spec, **options)  # warm
+        started = time.perf_counter()
+        for _ in range(jobs):
+            engine.render(spec, **options)
+        _sync(engine.device)
+        inline_s = time.perf_counter() - started
+
+        engine.postprocess = PostProcessor(workers)
+        for ready in engine.postprocess.start():
+            ready.result()
+        engine.render(spec, **options)  # warm the pool's processes
+        started = time.perf_counter()
+        previous = None
+        for _ in range(jobs):
+            pending = engine.start_render(spec, **options)
+            if previous is not None:
+                previous.result()
+            previous = pending
+        assert previous is not None
+        previous.result()
+        _sync(engine.device)
+        pipelined_s = time.perf_counter() - started
+        engine.postprocess.shutdown()
+    finally:
+        engine.postprocess = saved
+    images = jobs * spec.num_kept
+    report.update(
+        inline_s=inline_s,
+        pipelined_s=pipelined_s,
+        inline_images_per_s=images / inline_s,
+        pipelined_images_per_s=images / pipelined_s,
+        speedup=inline_s / pipelined_s,
+    )
     return report
 
 
@@ -750,6 +829,7 @@ def run_bench(
     channels_last: bool | None = None,
     fuse_qkv: bool = False,
     train_steps: int | None = None,
+    train_size: int | None = None,
     repeats: int = 1,
     threads: int | None = None,
     job: bool = False,
@@ -786,6 +866,7 @@ def run_bench(
             channels_last=channels_last,
             fuse_qkv=fuse_qkv,
             train_steps=train_steps,
+            train_size=train_size,
             repeats=repeats,
             job=job,
             candidates=candidates,
@@ -833,6 +914,7 @@ def _run_bench(
     channels_last: bool | None,
     fuse_qkv: bool,
     train_steps: int | None,
+    train_size: int | None,
     repeats: int,
     job: bool,
     candidates: int,
@@ -888,7 +970,7 @@ def _run_bench(
                 engine,
                 photos=photos,
                 steps=train_steps,
-                size=size,
+                size=train_size or size,
                 workdir=workdir,
                 repeats=repeats,
             )
@@ -1038,6 +1120,13 @@ def format_job_table(report: dict[str, Any]) -> str:
             f"  labels+encode {_min_median(gen['output_s'])}",
             f"  post-processing share {gen['postprocess_share']:.1%} (median)",
         ]
+        stream = gen["stream"]
+        lines.append(
+            f"  {stream['jobs']} jobs back to back: {_fmt(stream['inline_images_per_s'])} "
+            f"images/s finished in the render thread, {_fmt(stream['pipelined_images_per_s'])} "
+            f"with {stream['postprocess_workers']} post-processing process(es) overlapping "
+            f"the next job ({_fmt(stream['speedup'])}x)"
+        )
     else:
         lines.append(f"generation job: {gen['status']}")
     mem = report["memory"]
@@ -1098,7 +1187,9 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"mixed batch of {mixed['adapters']} avatars: {_fmt(mixed['mixed_images_per_s'])} "
             f"images/s vs grouped {_fmt(mixed['grouped_images_per_s'])} images/s "
-            f"({_fmt(mixed['speedup'])}x)"
+            f"({_fmt(mixed['speedup'])}x); avatar pool {_fmt(mixed['pool_images_per_s'])} "
+            f"images/s vs one avatar {_fmt(mixed['single_avatar_images_per_s'])} images/s "
+            f"({_fmt(mixed['pool_vs_single_avatar'])}x)"
         )
     else:
         lines.append(f"mixed batch: {mixed['status']}")

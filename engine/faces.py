@@ -231,6 +231,11 @@ def _models() -> _Models:
     )
 
 
+def warm_up() -> None:
+    """Load the dlib models now (a pool process at start), not in the first job."""
+    _models()
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB")))
 

@@ -124,13 +124,16 @@ class SlotLoraManager:
 
     The slot is created on a pipeline's first LoRA render (it must exist before any other
     LoRA is loaded, so do not mix managers on one pipeline). ``max_rank``: the largest avatar
-    rank that hot-swaps (higher ranks still load, with a full reload).
+    rank that hot-swaps (higher ranks still load, with a full reload). Mixed-avatar batches use
+    the pipeline's `engine.adapters.AvatarPool` of ``pool_slots`` resident avatars.
     """
 
-    def __init__(self, *, max_rank: int = 16, max_styles: int = 8) -> None:
+    def __init__(self, *, max_rank: int = 16, max_styles: int = 8, pool_slots: int = 16) -> None:
         self.max_rank = max_rank
         self.max_styles = max_styles
+        self.pool_slots = pool_slots
         self._slots: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._pools: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._styles: weakref.WeakKeyDictionary[Any, OrderedDict[str, None]] = (
             weakref.WeakKeyDictionary()
         )
@@ -150,6 +153,19 @@ class SlotLoraManager:
             if slot is None:
                 slot = self._slots[pipeline] = avatar_slot(pipeline, max_rank=self.max_rank)
             return slot
+
+    def pool(self, pipeline: Any, *, create: bool = True) -> Any | None:
+        """The pipeline's `engine.adapters.AvatarPool` for mixed-avatar batches (created now
+        with ``create``; `engine.serving.build_engine` creates it before compiling)."""
+        from engine.adapters import AvatarPool
+
+        with self._lock:
+            pool = self._pools.get(pipeline)
+            if pool is None and create:
+                pool = self._pools[pipeline] = AvatarPool(
+                    pipeline, slots=self.pool_slots, max_rank=self.max_rank
+                )
+            return pool
 
     def activate(self, pipeline: Any, adapters: Sequence[ActiveLora]) -> None:
         from engine.adapters import avatar_slot

@@ -22,15 +22,17 @@ CPU: 1 and 2 threads give different bytes).
 
 from __future__ import annotations
 
-import hashlib
+import concurrent.futures
+import contextlib
+import functools
 import inspect
-import io
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import diffusers
 import numpy as np
@@ -45,17 +47,26 @@ from diffusers import (
 from PIL import Image, ImageDraw, ImageFilter
 
 from engine.errors import ModelLoadError, RenderCanceled, SpecError
-from engine.likeness import rank_candidates
 from engine.loras import ActiveLora, AvatarLora, AvatarSource, adapter_name, default_lora_manager
 from engine.pipelines import Mode, ModePipelines, make_scheduler
+from engine.postprocess import (
+    Finished,
+    LabelOptions,
+    LikenessScorer,
+    PostProcessDied,
+    PostProcessor,
+    RenderedImage,
+    finish_candidates,
+)
 from engine.registry import ModelRegistry, ModelSpec
 from engine.spec import MAX_AVATAR_WEIGHT, RenderSpec, is_pil_image
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 PipelineLoader = Callable[[ModelSpec], DiffusionPipeline]
 # (image, reference embedding) -> similarity in [0, 1] or None without a face
-LikenessScorer = Callable[[Image.Image, np.ndarray], "float | None"]
 # image -> the largest face box (left, top, right, bottom attributes) or None
 FaceDetector = Callable[[Image.Image], Any]
 
@@ -68,37 +79,6 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 FACE_PASS_STYLE_FACTOR = 0.5
 # Adapter name, in `Engine.render_batch` with style LoRAs, of the samples without an avatar.
 BATCH_STYLES = "batch_styles"
-
-
-@dataclass(frozen=True)
-class RenderedImage:
-    """One output image; ``seed`` alone reproduces it (as candidate 0, ``num_images=1``).
-
-    ``png_bytes`` holds PNG bytes, or JPEG when labels were applied with ``format="JPEG"``
-    (see ``format``). ``likeness`` is the face similarity to the reference embedding (None
-    without one, or when no face was found); ``candidate`` is the index among the candidates.
-    """
-
-    png_bytes: bytes
-    seed: int
-    width: int
-    height: int
-    likeness: float | None = None
-    candidate: int = 0
-    format: str = "PNG"
-    # SHA-256 of the pixels before any label: equal for equal renders whatever the job id the
-    # labels carry (a "more like me" step that changed nothing is found by it).
-    content_sha256: str = ""
-
-
-@dataclass(frozen=True)
-class LabelOptions:
-    """Apply `engine.labels.apply_labels` to every output (visible, watermark, XMP labels)."""
-
-    job_id: str
-    producer: str
-    text: str | None = None  # None: engine.labels.DEFAULT_TEXT ("AI生成")
-    format: Literal["PNG", "JPEG"] = "PNG"
 
 
 def disable_progress_bars() -> None:
@@ -175,13 +155,6 @@ class PipelineCache:
 
     def __len__(self) -> int:
         return len(self._pipelines)
-
-
-def encode_png(image: Image.Image) -> bytes:
-    """PNG bytes with no metadata chunks, so equal pixels always give equal bytes."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
 
 
 def to_rgb(value: Any, field: str) -> Image.Image:
@@ -317,8 +290,11 @@ class Engine:
         likeness_scorer: LikenessScorer | None = None,
         loader: PipelineLoader | None = None,
         on_load: Callable[[DiffusionPipeline, ModelSpec], None] | None = None,
+        postprocess_workers: int = 0,
     ) -> None:
-        """``dtype`` overrides every model's registry dtype (e.g. ``float32`` for CPU tests)."""
+        """``dtype`` overrides every model's registry dtype (e.g. ``float32`` for CPU tests);
+        ``postprocess_workers`` processes finish the images (`engine.postprocess`; 0: the
+        rendering thread does)."""
         self.registry = registry
         self.device = resolve_device(device)
         self._dtype_override = dtype
@@ -333,6 +309,8 @@ class Engine:
         self.cache = PipelineCache(load)
         # What `engine.serving.build_engine` applied (profile, speed options, warm-up).
         self.serving: dict[str, Any] = {}
+        # How the last `render_batch` applied its avatars: "pool" or "per_sample_adapters".
+        self.last_batch_path = ""
         # Seconds per phase of the last `render` / `render_batch` (see `render`).
         self.last_timings: dict[str, float] = {}
         self.avatar_source = avatar_source
@@ -340,6 +318,7 @@ class Engine:
         self.max_batch = max_batch
         self._face_detector = face_detector
         self._likeness_scorer = likeness_scorer
+        self.postprocess = PostProcessor(postprocess_workers)
         self._modes: dict[str, ModePipelines] = {}
         self._controlnets: dict[str, ControlNetModel] = {}
         self._lock = threading.Lock()  # one render at a time: pipelines hold per-call state
@@ -479,15 +458,38 @@ class Engine:
         label: LabelOptions | None = None,
         avatar_source: AvatarSource | None = None,
     ) -> list[RenderedImage]:
-        """Render ``spec``'s candidates and return the kept ones (best first when ranked).
+        """`start_render` and wait for the finished images (best first when ranked)."""
+        return self.start_render(
+            spec,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            reference_embedding=reference_embedding,
+            label=label,
+            avatar_source=avatar_source,
+        ).result()
+
+    def start_render(
+        self,
+        spec: RenderSpec,
+        *,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+        reference_embedding: np.ndarray | None = None,
+        label: LabelOptions | None = None,
+        avatar_source: AvatarSource | None = None,
+    ) -> PendingRender:
+        """Denoise ``spec``'s candidates now and hand them to the post-processor; the returned
+        `PendingRender` gives the kept ones (best first when ranked) when they are finished.
 
         ``on_progress(step, total)`` runs after each denoising step (over all passes);
         ``should_cancel()`` is polled before the first step and after every step, raising
         `RenderCanceled`. With ``reference_embedding`` (the avatar owner's 128-d face
         embedding) candidates are scored by likeness and the best ``spec.keep`` returned.
-        ``label`` applies the AIGC labels to every returned image.
+        ``label`` applies the AIGC labels to every returned image. Scoring, labels and
+        encoding run in the engine's `PostProcessor` (``postprocess_workers`` processes, or
+        this thread with 0), so the next render can start while they run.
 
-        Afterwards ``engine.last_timings`` holds the seconds of this render's phases:
+        Once the result is taken, ``engine.last_timings`` holds the seconds of this render's phases:
         ``pipeline_s`` (diffusion pipeline calls: text encoding, denoising, VAE decode),
         ``face_pass_s``, ``likeness_s`` (scoring and ranking the candidates), ``output_s``
         (labels and PNG/JPEG encoding of the kept images) and ``total_s`` (with concurrent
@@ -576,10 +578,8 @@ class Engine:
                 )
                 timings["face_pass_s"] = time.perf_counter() - phase
         progress.finish()
-        results = self._finish(spec, images, seeds, reference_embedding, label, timings)
-        timings["total_s"] = time.perf_counter() - started
-        self.last_timings = timings
-        return results
+        finishing = self._submit_finish(spec, images, seeds, reference_embedding, label)
+        return PendingRender(self, [finishing], timings, started)
 
     def render_batch(
         self,
@@ -591,31 +591,54 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> list[list[RenderedImage]]:
+        """`start_render_batch` and wait for every spec's finished images."""
+        return self.start_render_batch(
+            specs,
+            avatar_source=avatar_source,
+            reference_embeddings=reference_embeddings,
+            labels=labels,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+        ).results()
+
+    def start_render_batch(
+        self,
+        specs: Sequence[RenderSpec],
+        *,
+        avatar_source: AvatarSource | None = None,
+        reference_embeddings: Sequence[np.ndarray | None] | None = None,
+        labels: Sequence[LabelOptions | None] | None = None,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> PendingRender:
         """Render several compatible specs (e.g. different users') in one pipeline call.
 
         Every spec must have the same `engine.batching.batch_key` (not None): txt2img, with or
         without ControlNets, one image each. Sample ``i`` gets spec ``i``'s prompt (with its
         avatar's trigger), negative prompt, seed (its own CPU generator), control images and
-        avatar LoRA (`engine.adapters.per_sample_adapters`: each distinct avatar and weight is
-        loaded under its own adapter name for the call, specs without an avatar use the base
-        model; with style LoRAs each sample gets its avatar and the styles combined into one
-        adapter, `engine.batching.combined_lora`). Each result therefore equals the spec's
+        avatar LoRA at its weight. Avatars come from the pipeline's `engine.adapters.AvatarPool`
+        (resident avatars, per-sample slot indices, styles through peft as in `render`) when
+        they fit it; otherwise (text-encoder avatars, too many, other ranks) from
+        `engine.adapters.per_sample_adapters`: each distinct avatar and weight is loaded under
+        its own adapter name for the call, with style LoRAs combined into each sample's
+        adapter (`engine.batching.combined_lora`). ``last_batch_path`` says which. Specs
+        without an avatar use the base model (plus the styles). Each result equals the spec's
         own `render` within float tolerance (batched kernels may sum in another order).
 
-        Returns one list per spec, in order, as `render` would return it: scored against
-        ``reference_embeddings[i]`` and labelled with ``labels[i]`` where given (None entries:
-        nothing). ``on_progress`` / ``should_cancel`` work as in `render` over the one pass.
+        The `PendingRender`'s ``results()`` has one list per spec, in order, as `render` would
+        return it: scored against ``reference_embeddings[i]`` and labelled with ``labels[i]``
+        where given (None entries: nothing). ``on_progress`` / ``should_cancel`` work as in `render` over the one pass.
         The pipeline's adapters (avatar slot, styles, active adapters and weights) are as
         before the call afterwards, also when it fails or is canceled.
         """
-        from engine.adapters import loaded_adapters, per_sample_adapters
+        from engine.adapters import loaded_adapters, per_sample_adapters, preserved_adapter_state
         from engine.batching import batch_key
 
         started = time.perf_counter()
         timings = {"pipeline_s": 0.0, "face_pass_s": 0.0, "likeness_s": 0.0, "output_s": 0.0}
         specs = list(specs)
         if not specs:
-            return []
+            return PendingRender(self, [], timings, started)
         count = len(specs)
         references = self._per_spec(reference_embeddings, count, "reference_embeddings")
         label_list = self._per_spec(labels, count, "labels")
@@ -681,9 +704,26 @@ class Engine:
         with self._lock:
             self._ensure_avatar_slot(base)
             pipe.scheduler = make_scheduler(first.sampler, modes.default_scheduler)
-            loras, sample_names, weights = self._batch_adapters(
-                base, styles, by_key, sample_keys, names
-            )
+            pool = self._avatar_pool(base, by_key)
+            adapters = contextlib.ExitStack()
+            if pool is not None:
+                # Styles through peft as in a single render; each sample's avatar from the
+                # pool (resident avatars load nothing, nothing is hooked or unloaded).
+                adapters.enter_context(preserved_adapter_state(base))
+                self.loras.activate(base, self._adapters(first, None))
+                adapters.enter_context(
+                    pool.batch(
+                        [None if k is None else (k[0], k[1]) for k in sample_keys],
+                        {identity[0]: avatar.state_dict for identity, avatar in by_key.items()},
+                    )
+                )
+            else:
+                loras, sample_names, weights = self._batch_adapters(
+                    base, styles, by_key, sample_keys, names
+                )
+                adapters.enter_context(loaded_adapters(base, loras))
+                adapters.enter_context(per_sample_adapters(base, sample_names, weights=weights))
+            self.last_batch_path = "pool" if pool is not None else "per_sample_adapters"
             control_kwargs: dict[str, Any] = {}
             if controls := first.controls:
                 single = len(controls) == 1
@@ -698,10 +738,7 @@ class Engine:
                     "control_guidance_end": [float(c.end) for c in controls],
                 }
             negative = [spec.negative_prompt for spec in specs] if first.negative_prompt else None
-            with (
-                loaded_adapters(base, loras),
-                per_sample_adapters(base, sample_names, weights=weights),
-            ):
+            with adapters:
                 phase = time.perf_counter()
                 images = _call(
                     pipe,
@@ -722,13 +759,11 @@ class Engine:
                 timings["pipeline_s"] = time.perf_counter() - phase
         progress.finish()
         per_spec = zip(specs, images, references, label_list, strict=True)
-        results = [
-            self._finish(spec, [image], spec.candidate_seeds, reference, label, timings)
+        finishing = [
+            self._submit_finish(spec, [image], spec.candidate_seeds, reference, label)
             for spec, image, reference, label in per_spec
         ]
-        timings["total_s"] = time.perf_counter() - started
-        self.last_timings = timings
-        return results
+        return PendingRender(self, finishing, timings, started)
 
     def _ensure_avatar_slot(self, base: DiffusionPipeline) -> None:
         """Create the pipeline's hot-swap avatar slot before a batch loads its adapters.
@@ -746,6 +781,25 @@ class Engine:
 
         if not loaded_adapter_names(base):
             avatar_slot(base, max_rank=self.loras.max_rank)
+
+    def _avatar_pool(
+        self, base: DiffusionPipeline, avatars: dict[tuple[str, float], AvatarLora]
+    ) -> Any | None:
+        """The pipeline's `engine.adapters.AvatarPool` when it can hold this batch's avatars
+        (UNet LoRAs of a fitting rank, no more than its slots), else None."""
+        from engine.loras import SlotLoraManager
+
+        if not isinstance(self.loras, SlotLoraManager) or self.loras.pool_slots < 1:
+            return None
+        pool = self.loras.pool(base)
+        distinct = {identity[0]: avatar for identity, avatar in avatars.items()}
+        if pool is None or len(distinct) > pool.slots:
+            return None
+        fits = all(
+            key in pool.resident or pool.accepts(avatar.state_dict)
+            for key, avatar in distinct.items()
+        )
+        return pool if fits else None
 
     @staticmethod
     def _batch_adapters(
@@ -856,64 +910,76 @@ class Engine:
             images[index] = out
         return images
 
-    def _finish(
+    def _submit_finish(
         self,
         spec: RenderSpec,
         images: list[Image.Image],
         seeds: Sequence[int],
         reference_embedding: np.ndarray | None,
         label: LabelOptions | None,
-        timings: dict[str, float] | None = None,
-    ) -> list[RenderedImage]:
-        """Score and rank the candidates, then label/encode the kept ones; adds the seconds
-        of both phases to ``timings["likeness_s"]`` / ``timings["output_s"]``."""
-        phase = time.perf_counter()
-        scores: list[float | None] = [None] * len(images)
-        if reference_embedding is not None:
-            score = self._likeness_scorer
-            if score is None:
-                from engine.faces import likeness
+    ) -> _Finishing:
+        finish = functools.partial(
+            finish_candidates,
+            list(images),
+            list(seeds),
+            keep=spec.num_kept,
+            reference=reference_embedding,
+            label=label,
+            scorer=self._likeness_scorer,
+        )
+        return _Finishing(self.postprocess.submit(*finish.args, **finish.keywords), finish)
 
-                score = likeness
-            scores = [score(image, reference_embedding) for image in images]
-            order = rank_candidates(scores, spec.num_kept)
-        else:
-            order = list(range(spec.num_kept))
-        if timings is not None:
-            timings["likeness_s"] += time.perf_counter() - phase
-            phase = time.perf_counter()
-        results = []
-        for index in order:
-            image = images[index]
-            content = hashlib.sha256(
-                f"{image.mode}:{image.width}x{image.height}:".encode() + image.tobytes()
-            ).hexdigest()
-            fmt = "PNG"
-            if label is None:
-                data = encode_png(image)
-            else:
-                from engine.labels import DEFAULT_TEXT, apply_labels
 
-                fmt = label.format
-                data = apply_labels(
-                    image,
-                    job_id=label.job_id,
-                    producer=label.producer,
-                    text=label.text or DEFAULT_TEXT,
-                    format=fmt,
-                )
-            results.append(
-                RenderedImage(
-                    data,
-                    seeds[index],
-                    image.width,
-                    image.height,
-                    scores[index],
-                    index,
-                    fmt,
-                    content,
-                )
-            )
-        if timings is not None:
-            timings["output_s"] += time.perf_counter() - phase
-        return results
+@dataclass(frozen=True)
+class _Finishing:
+    future: concurrent.futures.Future[Finished]
+    again: Callable[[], Finished]  # the same work, in the calling thread
+
+
+class PendingRender:
+    """A render whose denoising is done and whose images the engine's `PostProcessor` is
+    finishing (likeness ranking, labels, encoding). Take the images with `result` (one
+    render) or `results` (one list per spec of a batch); both wait, and raise what the
+    finishing raised. A post-processing process that died (e.g. killed for memory) costs
+    time, not the images: they are finished again in the calling thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        finishing: list[_Finishing],
+        timings: dict[str, float],
+        started: float,
+    ) -> None:
+        self._engine = engine
+        self._finishing = finishing
+        self.timings = timings
+        self._started = started
+        self._results: list[list[RenderedImage]] | None = None
+
+    def done(self) -> bool:
+        return all(item.future.done() for item in self._finishing)
+
+    def results(self, timeout: float | None = None) -> list[list[RenderedImage]]:
+        """Every spec's kept images; ``timeout`` (seconds) raises `PostProcessError` when the
+        finishing takes longer (the pool is then replaced)."""
+        if self._results is None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            finished: list[Finished] = []
+            for item in self._finishing:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    finished.append(self._engine.postprocess.result(item.future, left))
+                except PostProcessDied:
+                    logger.warning("a post-processing process died; finishing in this thread")
+                    finished.append(item.again())
+            for done in finished:
+                self.timings["likeness_s"] += done.likeness_s
+                self.timings["output_s"] += done.output_s
+            self.timings["total_s"] = time.perf_counter() - self._started
+            self._engine.last_timings = self.timings
+            self._results = [done.images for done in finished]
+        return self._results
+
+    def result(self, timeout: float | None = None) -> list[RenderedImage]:
+        """The kept images of a single render (the first spec's, for a batch)."""
+        return self.results(timeout)[0]

@@ -79,6 +79,16 @@ class ServingProfile:
             avatars and changing their weight never recompiles (`engine.adapters.AvatarSlot`).
         avatar_max_rank: the largest avatar LoRA rank that hot-swaps into the slot (higher
             ranks still load, by a full reload that recompiles).
+        avatar_pool_slots: avatars resident at once for batches of different users' avatars
+            (`engine.adapters.AvatarPool`, created before compiling; each slot holds a
+            rank-``avatar_max_rank`` LoRA, about 6 MB in bf16 for SD1.5). A batch with more
+            distinct avatars, or avatars that do not fit, loads them per call instead. 0: no
+            pool.
+        postprocess_workers: processes that finish rendered images (likeness ranking,
+            labels, PNG) beside the render thread (`engine.postprocess`), so the next job's
+            denoising overlaps this one's finishing. About 0.3-0.45 core-seconds per 512 px
+            image: give a GPU worker about its images/s x 0.4 of them. 0: the render thread
+            finishes (no extra processes).
     """
 
     dtype: str = "auto"
@@ -94,6 +104,8 @@ class ServingProfile:
     max_batch: int | None = None
     avatars: bool = True
     avatar_max_rank: int = 16
+    avatar_pool_slots: int = 16
+    postprocess_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -131,6 +143,14 @@ class ServingProfile:
             raise ConfigError(f"serving max_batch must be 1-256 or None, got {self.max_batch}")
         if not _is_int(self.avatar_max_rank, 1, 256):
             raise ConfigError(f"serving avatar_max_rank must be 1-256, got {self.avatar_max_rank}")
+        if not _is_int(self.avatar_pool_slots, 0, 256):
+            raise ConfigError(
+                f"serving avatar_pool_slots must be 0-256, got {self.avatar_pool_slots}"
+            )
+        if not _is_int(self.postprocess_workers, 0, 64):
+            raise ConfigError(
+                f"serving postprocess_workers must be 0-64, got {self.postprocess_workers}"
+            )
 
     # -- per device ---------------------------------------------------------------------
 
@@ -232,7 +252,7 @@ def _parse(name: str, raw: Any) -> Any:
         if raw is None or (text is not None and text.lower() in _AUTO):
             return None
         return _int(name, raw)
-    if name in ("warmup_steps", "avatar_max_rank"):
+    if name in ("warmup_steps", "avatar_max_rank", "avatar_pool_slots", "postprocess_workers"):
         return _int(name, raw)
     if name == "warmup_guidance":
         try:
@@ -268,7 +288,7 @@ def build_engine(
     swaps never recompile), then `engine.pipelines.apply_speed_options` applies QKV fusion,
     channels_last and torch.compile as the profile says. The default base model is loaded
     now; with ``warm_up`` each of ``profile.warmup_batch_sizes`` is rendered once (see
-    `warm_up_engine`). ``engine.serving`` records the resolved profile, what was applied per
+    `warm_up_engine`) and the post-processing processes are started. ``engine.serving`` records the resolved profile, what was applied per
     model, and the warm-up timings.
 
     ``engine_kwargs`` go to `Engine` (``avatar_source``, ``face_detector``,
@@ -288,6 +308,8 @@ def build_engine(
         assert engine is not None
         if profile.avatars and isinstance(engine.loras, SlotLoraManager):
             engine.loras.ensure_slot(pipeline)
+            if engine.loras.pool_slots:
+                engine.loras.pool(pipeline)  # before compiling: its hooks are in the graph
         applied = apply_speed_options(
             pipeline,
             channels_last=profile.channels_last_for(torch_device),
@@ -299,9 +321,15 @@ def build_engine(
         applied["prepare_seconds"] = time.perf_counter() - started
         report["models"][model.key] = applied
 
-    kwargs = {"max_batch": profile.max_batch, **engine_kwargs}
+    kwargs = {
+        "max_batch": profile.max_batch,
+        "postprocess_workers": profile.postprocess_workers,
+        **engine_kwargs,
+    }
     if profile.avatars and "lora_manager" not in kwargs:
-        kwargs["lora_manager"] = SlotLoraManager(max_rank=profile.avatar_max_rank)
+        kwargs["lora_manager"] = SlotLoraManager(
+            max_rank=profile.avatar_max_rank, pool_slots=profile.avatar_pool_slots
+        )
     engine = Engine(
         registry,
         device=str(torch_device),
@@ -328,11 +356,14 @@ def warm_up_engine(
     With ``profile.avatars`` each bucket is rendered twice: without a LoRA and with a zero
     avatar LoRA hot-swapped into the slot (LoRA on and off are different compiled graphs);
     the slot is emptied afterwards, so the first real avatar loads as usual and renders stay
-    equal to the base model until then. Returns one timing row per render.
+    equal to the base model until then. Buckets above 1 are also rendered as a batch through
+    the avatar pool (`Engine.render_batch`), the graph of mixed-avatar batches. Returns one
+    timing row per render.
     """
     from engine.loras import AvatarLora, random_lora_state_dict
     from engine.spec import AvatarRef, RenderSpec
 
+    engine.postprocess.start()  # its processes load their models during the renders below
     pipeline = engine.pipeline()
     unet = getattr(pipeline.unet, "_orig_mod", pipeline.unet)
     size = profile.warmup_size or int(unet.config.sample_size) * int(pipeline.vae_scale_factor)
@@ -345,7 +376,7 @@ def warm_up_engine(
     variants: list[AvatarRef | None] = [None]
     if profile.avatars:
         variants.append(AvatarRef(WARMUP_AVATAR_ID))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for batch in profile.warmup_batch_sizes:
         for avatar in variants:
             spec = RenderSpec(
@@ -364,8 +395,30 @@ def warm_up_engine(
             rows.append({"batch_size": batch, "avatar": avatar is not None, "seconds": seconds})
             if log:
                 log(f"serving: warm-up batch {batch} avatar={avatar is not None} {seconds:.1f}s")
+        pool = getattr(engine.loras, "pool", None)
+        if batch > 1 and pool is not None and pool(pipeline, create=False) is not None:
+            # A batch of different users' avatars runs the pool's per-sample graph.
+            spec = RenderSpec(
+                prompt="{subject}, " + WARMUP_PROMPT,
+                seed=0,
+                steps=profile.warmup_steps,
+                guidance=float(profile.warmup_guidance),
+                width=size,
+                height=size,
+                avatar=AvatarRef(WARMUP_AVATAR_ID),
+            )
+            started = time.perf_counter()
+            engine.render_batch([spec] * batch, avatar_source=lambda _avatar_id: zero)
+            seconds = time.perf_counter() - started
+            rows.append({"batch_size": batch, "avatar": "pool", "seconds": seconds})
+            if log:
+                log(f"serving: warm-up batch {batch} avatar pool {seconds:.1f}s")
     slot = getattr(engine.loras, "slot", lambda _p: None)(pipeline)
     if slot is not None:
         slot.evict()
         slot.deactivate()
+    pool = getattr(engine.loras, "pool", None)
+    warm_pool = pool(pipeline, create=False) if pool is not None else None
+    if warm_pool is not None:
+        warm_pool.evict(f"{WARMUP_AVATAR_ID}@warmup")
     return rows

@@ -32,14 +32,21 @@ from . import dispatch, providers, registry
 from .assets import resolve_asset_refs
 from .finishing import announce_finished, job_finished_without_running
 from .models import JobStatus, Lane, RenderJob, RenderOutput
+from .pipelining import BackgroundFinishing
 
 if TYPE_CHECKING:
-    from engine.runtime import RenderedImage
+    from engine.postprocess import RenderedImage
 
 logger = logging.getLogger(__name__)
 
 # Progress is written at most this often, so a fast sampler cannot flood the database.
 PROGRESS_MIN_INTERVAL_S = 0.25
+
+# Finishes a rendered job: wait for its post-processed images, screen, store, succeed.
+Completion = Callable[[], None]
+
+# This process's render jobs still finishing while the next one denoises (jobs.pipelining).
+finishing = BackgroundFinishing()
 
 
 class LeaseLost(Exception):
@@ -88,7 +95,7 @@ def _render_options(job: RenderJob, spec: RenderSpec) -> dict[str, Any]:
     Outputs of kinds registered as labelled carry the AIGC labels: visible text, XMP metadata
     and an invisible watermark with the job id.
     """
-    from engine.runtime import LabelOptions  # torch: only in processes that render
+    from engine.postprocess import LabelOptions
 
     options: dict[str, Any] = {"avatar_source": providers.load_avatar_lora}
     if spec.avatar is not None:
@@ -152,11 +159,38 @@ def _store_outputs(job: RenderJob, images: list[RenderedImage], steps: int) -> N
         raise
 
 
-def _run_render(job: RenderJob) -> None:
+def _fail_engine(job: RenderJob, exc: EngineError) -> None:
+    logger.error("job %s failed in the engine: %s: %s", job.id, type(exc).__name__, exc)
+    # Studio users choose models and controls, so they see the engine's reason; consumers
+    # get a plain sentence (the engine's text may name files and models).
+    consumer = registry.get(job.kind).consumer_facing
+    _fail_running(
+        job,
+        code="engine_error",
+        message=(
+            "The image could not be rendered because of a technical problem. You were not charged."
+            if consumer
+            else f"{exc}"
+        ),
+    )
+
+
+def _fail_crashed(job: RenderJob) -> None:
+    _fail_running(
+        job,
+        code="internal_error",
+        message="The job failed because of an internal error. You were not charged.",
+    )
+
+
+def _start_render(job: RenderJob) -> Completion | None:
+    """Denoises the job's images (on this thread: the one that owns the GPU) and returns what
+    finishes it: wait for the post-processed images, screen, store, succeed. None when the
+    job already ended here (canceled, or failed with its reason recorded)."""
     started = time.monotonic()
     try:
         spec = RenderSpec.from_dict(resolve_asset_refs(job.spec))
-        images = get_engine().render(
+        pending = get_engine().start_render(
             spec,
             on_progress=_progress_writer(job),
             should_cancel=_canceled(job),
@@ -164,31 +198,32 @@ def _run_render(job: RenderJob) -> None:
         )
     except RenderCanceled:
         logger.info("job %s stopped: canceled or lease lost", job.id)
-        return
+        return None
     except SpecError as exc:
         _fail_running(job, code="invalid_spec", message=f"{exc.field}: {exc.message}")
-        return
+        return None
     except EngineError as exc:
-        logger.error("job %s failed in the engine: %s: %s", job.id, type(exc).__name__, exc)
-        # Studio users choose models and controls, so they see the engine's reason; consumers
-        # get a plain sentence (the engine's text may name files and models).
-        consumer = registry.get(job.kind).consumer_facing
-        _fail_running(
-            job,
-            code="engine_error",
-            message=(
-                "The image could not be rendered because of a technical problem. "
-                "You were not charged."
-                if consumer
-                else f"{exc}"
-            ),
-        )
-        return
+        _fail_engine(job, exc)
+        return None
     except FileNotFoundError:
         _fail_running(
             job, code="asset_missing", message="A control image is missing. You were not charged."
         )
-        return
+        return None
+
+    def complete() -> None:
+        try:
+            images = pending.result(timeout=settings.ENGINE_POSTPROCESS_TIMEOUT_S)
+        except EngineError as exc:
+            _fail_engine(job, exc)
+            return
+        _keep_outputs(job, images, spec.steps, started)
+
+    return complete
+
+
+def _keep_outputs(job: RenderJob, images: list[RenderedImage], steps: int, started: float) -> None:
+    """Screens, stores and succeeds the job (or fails it with the reason)."""
     images = _screen_outputs(images)
     if not images:
         _fail_running(
@@ -198,7 +233,7 @@ def _run_render(job: RenderJob) -> None:
         )
         return
     try:
-        _store_outputs(job, images, spec.steps)
+        _store_outputs(job, images, steps)
     except LeaseLost:
         logger.warning("job %s: lease lost before storing; result discarded", job.id)
         return
@@ -213,6 +248,13 @@ def _run_render(job: RenderJob) -> None:
     logger.info(
         "job %s succeeded in %.2fs (%d images)", job.id, time.monotonic() - started, len(images)
     )
+
+
+def _run_render(job: RenderJob) -> None:
+    """Renders and finishes one job on this thread."""
+    complete = _start_render(job)
+    if complete is not None:
+        complete()
 
 
 def _run_own(job: RenderJob, run: registry.RunFunction) -> None:
@@ -237,28 +279,38 @@ def _run_own(job: RenderJob, run: registry.RunFunction) -> None:
             )
 
 
-def execute_job(job: RenderJob) -> None:
-    """Runs a job this worker has claimed, renewing its lease until it is done."""
-    with dispatch.LeaseKeeper(job):
-        try:
-            run = registry.get(job.kind).run
-            if run is not None:
-                _run_own(job, run)
-            else:
-                _run_render(job)
-        except Exception:
-            logger.exception("job %s crashed", job.id)
-            _fail_running(
-                job,
-                code="internal_error",
-                message="The job failed because of an internal error. You were not charged.",
-            )
+def execute_job(job: RenderJob, *, pipelined: bool = False) -> None:
+    """Runs a job this worker has claimed, renewing its lease until it is done.
+
+    ``pipelined``: a render job's finishing (post-processed images, screening, storage) is
+    handed to `FinishingPipeline` once its denoising is done, and this returns so the worker
+    can claim and denoise the next job meanwhile; the lease is kept until it is finished.
+    """
+    keeper = dispatch.LeaseKeeper(job).__enter__()
+    completion: Completion | None = None
+    try:
+        run = registry.get(job.kind).run
+        if run is not None:
+            _run_own(job, run)
+        else:
+            completion = _start_render(job)
+    except Exception:
+        logger.exception("job %s crashed", job.id)
+        _fail_crashed(job)
+    if completion is None:
+        keeper.__exit__(None, None, None)
+        return
+    finishing.run(
+        completion, jobs=[job], keepers=[keeper], on_crash=_fail_crashed, background=pipelined
+    )
 
 
-def _run_render_batch(jobs: list[RenderJob]) -> None:
+def _start_render_batch(jobs: list[RenderJob]) -> Completion | None:
     """Renders compatible jobs of different owners in one forward pass (per-sample avatar
-    adapters), then stores each job's outputs under its own lease. If the batch fails as a
-    whole, each job is retried on its own, so one bad job cannot fail the others."""
+    adapters) and returns what finishes them, each under its own lease. If the batch fails as
+    a whole, each job is run on its own now (None returned), so one bad job cannot fail the
+    others."""
+    started = time.monotonic()
     try:
         specs = [RenderSpec.from_dict(resolve_asset_refs(job.spec)) for job in jobs]
         options = [_render_options(job, spec) for job, spec in zip(jobs, specs, strict=True)]
@@ -269,7 +321,7 @@ def _run_render_batch(jobs: list[RenderJob]) -> None:
                 progress_step=step, progress_total=total
             )
 
-        results = get_engine().render_batch(
+        pending = get_engine().start_render_batch(
             specs,
             avatar_source=providers.load_avatar_lora,
             on_progress=on_progress,
@@ -280,52 +332,41 @@ def _run_render_batch(jobs: list[RenderJob]) -> None:
         logger.warning("batch of %d failed; running its jobs one by one", len(jobs), exc_info=True)
         for job in jobs:
             _run_render(job)
-        return
-    for job, images, spec in zip(jobs, results, specs, strict=True):
-        images = _screen_outputs(images)
-        if not images:
-            _fail_running(
-                job,
-                code="unsafe_output",
-                message=(
-                    "Every image was withheld by the content-safety check. You were not charged."
-                ),
-            )
-            continue
+        return None
+
+    def complete() -> None:
         try:
-            _store_outputs(job, images, spec.steps)
-        except LeaseLost:
-            logger.warning("job %s: lease lost before storing; result discarded", job.id)
-        except Exception:
-            logger.exception("job %s: storing results failed", job.id)
-            _fail_running(
-                job,
-                code="storage_error",
-                message="The result could not be stored. You were not charged.",
-            )
-    logger.info("batch of %d jobs done (%s)", len(jobs), ", ".join(str(j.pk) for j in jobs))
+            results = pending.results(timeout=settings.ENGINE_POSTPROCESS_TIMEOUT_S)
+        except EngineError as exc:
+            for job in jobs:
+                _fail_engine(job, exc)
+            return
+        for job, images, spec in zip(jobs, results, specs, strict=True):
+            _keep_outputs(job, images, spec.steps, started)
+        logger.info("batch of %d jobs done (%s)", len(jobs), ", ".join(str(j.pk) for j in jobs))
+
+    return complete
 
 
-def execute_batch(jobs: list[RenderJob]) -> None:
+def execute_batch(jobs: list[RenderJob], *, pipelined: bool = False) -> None:
     if len(jobs) == 1:
-        execute_job(jobs[0])
+        execute_job(jobs[0], pipelined=pipelined)
         return
-    keepers = [dispatch.LeaseKeeper(job) for job in jobs]
-    for keeper in keepers:
-        keeper.__enter__()
+    keepers = [dispatch.LeaseKeeper(job).__enter__() for job in jobs]
+    completion: Completion | None = None
     try:
-        _run_render_batch(jobs)
+        completion = _start_render_batch(jobs)
     except Exception:
         logger.exception("batch crashed")
         for job in jobs:
-            _fail_running(
-                job,
-                code="internal_error",
-                message="The job failed because of an internal error. You were not charged.",
-            )
-    finally:
+            _fail_crashed(job)
+    if completion is None:
         for keeper in keepers:
             keeper.__exit__(None, None, None)
+        return
+    finishing.run(
+        completion, jobs=jobs, keepers=keepers, on_crash=_fail_crashed, background=pipelined
+    )
 
 
 def dispatch_once(*, lane: str, worker: str) -> RenderJob | None:
@@ -333,10 +374,15 @@ def dispatch_once(*, lane: str, worker: str) -> RenderJob | None:
     render lane) and runs it. Returns the first job, or None if none waited."""
     dispatch.heartbeat(worker=worker, lanes=lane)
     limit = settings.RENDER_BATCH_LIMIT if lane == Lane.RENDER else 1
+    # With WORKER_PIPELINE_DEPTH jobs still finishing, wait for one before claiming more: the
+    # queue keeps the work (and its fair order) rather than this worker's memory.
+    pipelined = lane == Lane.RENDER and settings.WORKER_PIPELINE_DEPTH > 0
+    if pipelined:
+        finishing.wait_for_room(settings.WORKER_PIPELINE_DEPTH)
     jobs = dispatch.claim_batch(lane=lane, worker=worker, limit=max(limit, 1))
     if not jobs:
         return None
-    execute_batch(jobs)
+    execute_batch(jobs, pipelined=pipelined)
     dispatch.heartbeat(worker=worker, lanes=lane)
     return jobs[0]
 

@@ -3,7 +3,9 @@
 import logging
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 from celery.worker import state as worker_state
+from django.conf import settings
 
 from . import dispatch as dispatching
 from . import runner
@@ -34,3 +36,16 @@ def dispatch(self, lane: str) -> str | None:
 @shared_task(name="jobs.tasks.maintenance_sweep")
 def maintenance_sweep() -> dict:
     return dispatching.sweep()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def finish_pipelined_jobs(**_kwargs: object) -> None:
+    """A stopping worker first finishes the jobs it rendered (jobs.pipelining); what does not
+    finish in time keeps its lease until it expires and is re-queued by the sweeper."""
+    running = runner.finishing.running
+    if not running:
+        return
+    logger.info("worker stopping: finishing %d rendered job(s)", running)
+    if not runner.finishing.drain(timeout=settings.ENGINE_POSTPROCESS_TIMEOUT_S + 30):
+        logger.warning("worker stopping with rendered jobs unfinished; the sweeper re-queues them")

@@ -126,6 +126,10 @@ def clear_cache(settings):
     cache.clear()
     selectors._local_snapshots.clear()
     settings.QUEUE_POSITION_TICK_S = 0
+    # In-process runs finish each job before returning: a background thread would not see
+    # the test's open transaction (tests/unit/jobs/test_pipelining.py covers the pipeline,
+    # and the integration tests' worker processes run it as deployed).
+    settings.WORKER_PIPELINE_DEPTH = 0
     yield
 
 

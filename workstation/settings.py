@@ -355,6 +355,11 @@ AVATAR_GENERATION_ALLOWANCE = env.int("AVATAR_GENERATION_ALLOWANCE", default=50)
 ENTITLEMENTS_ENFORCED = env.bool("ENTITLEMENTS_ENFORCED", default=True)
 # A render worker claims up to this many compatible jobs into one forward pass (1 = off).
 RENDER_BATCH_LIMIT = env.int("RENDER_BATCH_LIMIT", default=4)
+# A render worker claims its next job while at most this many rendered jobs are still being
+# finished (post-processed, stored) in the background; 0 finishes each job before the next.
+WORKER_PIPELINE_DEPTH = env.int("WORKER_PIPELINE_DEPTH", default=1)
+# A job whose images are not post-processed within this many seconds fails (refunded).
+ENGINE_POSTPROCESS_TIMEOUT_S = env.float("ENGINE_POSTPROCESS_TIMEOUT_S", default=300.0)
 # Before enough history exists, ETAs use these per-kind guesses (seconds).
 JOB_DEFAULT_SECONDS = {
     "generation": 8.0,

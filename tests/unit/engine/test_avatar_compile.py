@@ -88,3 +88,46 @@ def test_five_avatars_at_five_weights_cause_no_recompile(tiny_registry: ModelReg
     # The counter does see a recompile: a new batch size is a new shape.
     engine.render(RenderSpec(prompt="portrait", seed=4, num_images=3, steps=2, width=64, height=64))
     assert compiles.frame_count > warm
+
+
+def test_mixed_avatar_batches_cause_no_recompile(tiny_registry: ModelRegistry):
+    """Batches of two users' avatars through the resident pool: new avatars, new pairs and new
+    weights are data (slot indices and weights as tensors), never a new graph."""
+    torch._dynamo.reset()
+    compiles = CompileCounter()
+    profile = ServingProfile(
+        compile=True, compile_backend=compiles, warmup_batch_sizes=(2,), postprocess_workers=0
+    )
+    engine = build_engine(tiny_registry, device="cpu", profile=profile)
+    warm = compiles.frame_count
+    pool = engine.loras.pool(engine.pipeline(), create=False)
+    assert pool is not None and pool.resident == []  # the warm-up avatar was evicted
+    warm_loads = pool.loads
+    unet = engine.pipeline().unet
+    avatars = {
+        f"user{i}": AvatarLora(
+            f"user{i}", random_lora_state_dict(unet, seed=40 + i, scale=0.3), "sks", "r1"
+        )
+        for i in range(len(WEIGHTS))
+    }
+    ids = list(avatars)
+    images = []
+    for i, weight in enumerate(WEIGHTS):
+        specs = [
+            RenderSpec(
+                prompt="{subject}, portrait",
+                seed=4,
+                steps=2,
+                width=64,
+                height=64,
+                avatar=AvatarRef(avatar_id, weight=w),
+            )
+            for avatar_id, w in ((ids[i], weight), (ids[(i + 2) % len(ids)], 1.5 - weight))
+        ]
+        results = engine.render_batch(specs, avatar_source=avatars.__getitem__)
+        assert engine.last_batch_path == "pool"
+        images += [result[0].png_bytes for result in results]
+    recompiles = compiles.frame_count - warm
+    assert recompiles == 0, f"{recompiles} recompiles after warm-up"
+    assert len(set(images)) == len(images)
+    assert pool.loads - warm_loads == len(WEIGHTS)  # each avatar copied into a slot once

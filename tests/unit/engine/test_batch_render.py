@@ -364,3 +364,99 @@ def test_progress_and_cancel_restore_the_pipeline(engine: Engine):
     assert engine.render(_mixed_specs()[0])[0].png_bytes == reference
     with pytest.raises(RenderCanceled):
         engine.render_batch(_mixed_specs(), should_cancel=lambda: True)
+
+
+# ------------------------------------------------------------------------------ avatar pool
+
+
+def test_batches_use_the_resident_avatar_pool(engine: Engine, avatars, floats):
+    """Mixed batches run through the pool: each avatar is copied into a slot once, and a later
+    batch with the same avatars copies, loads and unloads nothing."""
+    base = engine.mode_pipelines().base
+    specs = _mixed_specs()
+    engine.render_batch(specs)
+    assert engine.last_batch_path == "pool"
+    pool = engine.loras.pool(base, create=False)
+    assert pool is not None and {"A@r1", "B@r1"} <= set(pool.resident)
+    loads, adapters = pool.loads, loaded_adapter_names(base)
+    engine.render_batch(specs[::-1])
+    assert pool.loads == loads and loaded_adapter_names(base) == adapters
+
+
+def test_a_full_pool_reuses_its_least_recently_used_slot(
+    tiny_registry: ModelRegistry, avatars: dict[str, AvatarLora], floats
+):
+    from engine.loras import SlotLoraManager
+
+    small = Engine(
+        tiny_registry,
+        device="cpu",
+        avatar_source=avatars.__getitem__,
+        lora_manager=SlotLoraManager(pool_slots=2),
+    )
+    specs = {
+        key: RenderSpec(prompt="{subject}", seed=seed, avatar={"id": key})
+        for key, seed in (("A", 1), ("B", 2), ("C", 3))
+    }
+    small.render_batch([specs["A"], specs["B"]])
+    pool = small.loras.pool(small.mode_pipelines().base, create=False)
+    assert pool.resident == ["A@r1", "B@r1"]
+    batch = small.render_batch([specs["C"], specs["B"]])  # A's slot is reused for C
+    assert pool.resident == ["C@r1", "B@r1"] and pool.loads == 3
+    batch_floats = floats[-1]
+    singles, single_floats = _singles(small, [specs["C"], specs["B"]], floats)
+    _assert_matches(batch, batch_floats, singles, single_floats)
+    # More distinct avatars than slots: the batch loads them per call instead.
+    three = small.render_batch(list(specs.values()))
+    assert small.last_batch_path == "per_sample_adapters"
+    batch_floats = floats[-1]
+    singles, single_floats = _singles(small, list(specs.values()), floats)
+    _assert_matches(three, batch_floats, singles, single_floats)
+
+
+def test_without_a_pool_batches_load_adapters_per_call(
+    tiny_registry: ModelRegistry, avatars: dict[str, AvatarLora], tmp_path: Path, floats
+):
+    from engine.loras import SlotLoraManager
+
+    unpooled = Engine(
+        tiny_registry,
+        device="cpu",
+        avatar_source=avatars.__getitem__,
+        lora_manager=SlotLoraManager(pool_slots=0),
+    )
+    style = random_lora_state_dict(unpooled.pipeline().unet, seed=9, rank=2, scale=0.3)
+    path = tmp_path / "style.safetensors"
+    safetensors.torch.save_file(style, str(path))
+    styles = [{"path": str(path), "weight": 0.7}]
+    specs = [
+        RenderSpec(
+            prompt="{subject}", seed=1, avatar={"id": "C", "weight": 0.9}, style_loras=styles
+        ),
+        RenderSpec(prompt="a person", seed=2, style_loras=styles),
+    ]
+    batch = unpooled.render_batch(specs)
+    assert unpooled.last_batch_path == "per_sample_adapters"
+    batch_floats = floats[-1]
+    singles, single_floats = _singles(unpooled, specs, floats)
+    _assert_matches(batch, batch_floats, singles, single_floats)
+
+
+def test_the_pool_takes_avatars_in_the_format_training_saves(
+    engine: Engine, avatars: dict[str, AvatarLora], floats
+):
+    """`engine.training` saves ``lora.down`` / ``lora.up`` keys (diffusers format)."""
+    renamed = {
+        key.replace(".lora_A.", ".lora.down.").replace(".lora_B.", ".lora.up."): value
+        for key, value in avatars["D"].state_dict.items()
+    }
+    trained = {"T": AvatarLora("T", renamed, "skst", "r1"), **avatars}
+    specs = [
+        RenderSpec(prompt="{subject}", seed=1, avatar={"id": "T", "weight": 0.8}),
+        RenderSpec(prompt="{subject}", seed=2, avatar={"id": "A"}),
+    ]
+    batch = engine.render_batch(specs, avatar_source=trained.__getitem__)
+    assert engine.last_batch_path == "pool"
+    batch_floats = floats[-1]
+    singles, single_floats = _singles(engine, specs, floats, avatar_source=trained.__getitem__)
+    _assert_matches(batch, batch_floats, singles, single_floats)

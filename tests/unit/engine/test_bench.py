@@ -37,7 +37,9 @@ def test_bench_tiny_writes_every_section(tmp_path: Path, capsys):
     assert report["training"]["status"] == "ok" and report["training"]["steps"] == 2
     switch = report["adapter_switch"]
     assert all(switch[k] > 0 for k in ("from_disk_s", "from_ram_s", "hotswap_s"))
-    assert report["mixed_batch"]["status"] == "ok" and report["mixed_batch"]["adapters"] == 2
+    mixed = report["mixed_batch"]
+    assert mixed["status"] == "ok" and mixed["adapters"] == 2
+    assert mixed["pool_images_per_s"] > 0 and mixed["single_avatar_images_per_s"] > 0
     batched = report["batch_render"]
     assert batched["status"] == "ok" and batched["requests"] == 2
     assert batched["batch_images_per_s"] > 0 and batched["sequential_images_per_s"] > 0
@@ -78,5 +80,9 @@ def test_bench_job_smoke(tmp_path: Path, capsys):
     assert gen["likeness"] == "ok" and gen["labels"] == "ok" and gen["formats"] == ["PNG"]
     assert 0 < gen["postprocess_share"] < 1
     assert gen["pipeline_s"]["median"] > 0 and gen["total_s"]["median"] >= gen["pipeline_s"]["min"]
+    stream = gen["stream"]
+    assert stream["jobs"] == 4 and stream["postprocess_workers"] >= 1
+    assert stream["inline_images_per_s"] > 0 and stream["pipelined_images_per_s"] > 0
     table = capsys.readouterr().out
     assert "post-processing share" in table and "avatar job" in table and f"wrote {out}" in table
+    assert "back to back" in table

@@ -194,14 +194,45 @@ def test_avatar_render_step_keeps_every_tensor_on_the_model_device(
     assert lora_devices == {device.split(":")[0]}
 
 
+def test_avatar_pool_batch_keeps_every_tensor_on_the_model_device(
+    device: str, tiny_registry: ModelRegistry
+):
+    engine = Engine(tiny_registry, device=device)
+    avatars = _avatars(engine.pipeline(), 3)
+    specs = [
+        RenderSpec(
+            prompt="{subject}, portrait",
+            seed=10 + i,
+            steps=2,
+            width=64,
+            height=64,
+            guidance=5.0,
+            avatar=AvatarRef(f"u{i}", weight=0.7 + 0.2 * i) if i < 3 else None,
+        )
+        for i in range(4)
+    ]
+    _render_checked(
+        device, engine, lambda: engine.render_batch(specs, avatar_source=avatars.__getitem__)
+    )
+    assert engine.last_batch_path == "pool"
+    pool = engine.loras.pool(engine.pipeline(), create=False)
+    assert pool.loads == 3
+    buffers = {
+        b.device.type for name, b in engine.pipeline().unet.named_buffers() if "avatar_pool" in name
+    }
+    assert buffers == {device.split(":")[0]}
+
+
 def test_mixed_adapter_batch_keeps_every_tensor_on_the_model_device(
     device: str, tiny_registry: ModelRegistry
 ):
     from peft.tuners.lora import LoraLayer
 
     from engine.adapters import avatar_slot
+    from engine.loras import SlotLoraManager
 
-    engine = Engine(tiny_registry, device=device)
+    # Without the pool (or for avatars it cannot hold) adapters are loaded per batch.
+    engine = Engine(tiny_registry, device=device, lora_manager=SlotLoraManager(pool_slots=0))
     base = engine.pipeline()
     avatars = _avatars(base, 3)
     avatar_slot(base, max_rank=engine.loras.max_rank)  # the LoRA layers exist from here on

@@ -149,6 +149,7 @@ def test_build_engine_applies_the_profile(served: Engine):
         (1, True),
         (2, False),
         (2, True),
+        (2, "pool"),  # a batch of avatars through the resident pool
     ]
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.errors import EngineError, SpecError
-from engine.runtime import encode_png
+from engine.postprocess import encode_png
 from engine.training import (
     LORA_WEIGHTS_NAME,
     METADATA_NAME,
