@@ -1,6 +1,13 @@
 """Benchmark (not a test): position/ETA request time and dispatch overhead with N queued jobs.
 
     python manage.py bench_queue --jobs 1000 --owners 100
+    python manage.py bench_queue --jobs 2000 --owners 600 --estimate-error --arrivals 0.5
+
+``--estimate-error`` then drains the queue by the fair policy and compares, for a sample of
+jobs, the position reported while they waited with the number of jobs that really started
+before them. With ``--arrivals R``, R new jobs arrive per claim while it drains (alternately
+from new owners, who take their turn before anyone's second round, and from waiting owners),
+which is where estimates go wrong: a static queue is predicted exactly (the property test).
 
 It writes real rows to the configured database and removes them afterwards; point
 DATABASE_URL at a scratch database (docs/benchmarks.md shows the runs).
@@ -10,15 +17,18 @@ from __future__ import annotations
 
 import statistics
 import time
+from datetime import timedelta
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from generations.kinds import GENERATION
 from jobs import dispatch
-from jobs.models import OwnerTurn, RenderJob, WorkerHeartbeat
+from jobs.models import JobStatus, OwnerTurn, RenderJob, WorkerHeartbeat
+from jobs.selectors import queue_estimate
 from workstation.accounts.models import ApiClient, EndUser
 from workstation.accounts.services import api_client_create
 from workstation.ownership import owner_key
@@ -37,8 +47,16 @@ class Command(BaseCommand):
         parser.add_argument("--owners", type=int, default=100)
         parser.add_argument("--requests", type=int, default=200)
         parser.add_argument("--claims", type=int, default=200)
+        parser.add_argument("--estimate-error", action="store_true")
+        parser.add_argument(
+            "--arrivals", type=float, default=0.0, help="below 1, or the queue never drains"
+        )
 
     def handle(self, *args, jobs: int, owners: int, requests: int, claims: int, **options):
+        self.estimate_error = options["estimate_error"]
+        self.arrivals = options["arrivals"]
+        if not 0 <= self.arrivals < 1:
+            raise CommandError("--arrivals must be at least 0 and below 1")
         issued = api_client_create(name=f"bench-{time.time_ns()}")
         end_users = EndUser.objects.bulk_create(
             [EndUser(client=issued.client, external_ref=f"bench-{i}") for i in range(owners)]
@@ -53,7 +71,7 @@ class Command(BaseCommand):
                     spec={"prompt": "x", "seed": i},
                 )
             )
-            job.created_at = now
+            job.created_at = now + timedelta(microseconds=i)  # arrival order, no ties
             job.token_sent_at = now
             rows.append(job)
         RenderJob.objects.bulk_create(rows, batch_size=500)
@@ -62,10 +80,13 @@ class Command(BaseCommand):
         )
         try:
             self._measure(issued, end_users, rows, requests, claims)
+            if self.estimate_error:
+                self._estimate_error(issued, end_users, rows, requests)
         finally:
+            every_user = list(EndUser.objects.filter(client=issued.client))
             RenderJob.objects.filter(end_user__client=issued.client).delete()
             OwnerTurn.objects.filter(
-                owner_key__in=[owner_key(end_user_id=u.pk) for u in end_users]
+                owner_key__in=[owner_key(end_user_id=u.pk) for u in every_user]
             ).delete()
             WorkerHeartbeat.objects.filter(name="bench-worker").delete()
             EndUser.objects.filter(client=issued.client).delete()
@@ -101,4 +122,56 @@ class Command(BaseCommand):
             f"({len(claim_times)} claims): p50 {statistics.median(claim_times):.1f} ms, "
             f"p95 {_percentile(claim_times, 0.95):.1f} ms, "
             f"mean {statistics.fmean(claim_times):.1f} ms"
+        )
+
+    def _estimate_error(self, issued, end_users, rows, requests: int) -> None:
+        waiting = list(
+            RenderJob.objects.filter(pk__in=[r.pk for r in rows], status=JobStatus.QUEUED)
+        )
+        sample = waiting[:: max(1, len(waiting) // requests)][:requests]
+        # Positions come from a lane snapshot up to one tick old: let the claims above age out.
+        time.sleep(settings.QUEUE_POSITION_TICK_S)
+        estimated = {}
+        for job in sample:
+            estimate = queue_estimate(job)
+            assert estimate is not None
+            estimated[job.pk] = estimate.position
+        started: dict = {}
+        credit = 0.0
+        newcomers = 0
+        while True:
+            claimed = dispatch.claim_next(lane="render", worker="bench-worker")
+            if claimed is None:
+                break
+            started[claimed.pk] = len(started)
+            credit += self.arrivals
+            while credit >= 1:
+                credit -= 1
+                if newcomers % 2 == 0:
+                    owner = EndUser.objects.create(
+                        client=issued.client, external_ref=f"bench-new-{newcomers}"
+                    )
+                else:
+                    owner = end_users[newcomers % len(end_users)]
+                newcomers += 1
+                arrival = dispatch.prepare_job(
+                    RenderJob(kind=GENERATION, end_user=owner, spec={"prompt": "x", "seed": 0})
+                )
+                arrival.token_sent_at = timezone.now()
+                arrival.save()
+        errors = [started[pk] - position for pk, position in estimated.items()]
+        absolute = [abs(e) for e in errors]
+        relative = [
+            abs(started[pk] - position) / max(1, position) for pk, position in estimated.items()
+        ]
+        per_job = settings.JOB_DEFAULT_SECONDS[GENERATION]
+        p95 = _percentile(absolute, 0.95)
+        exact = sum(1 for e in errors if e == 0) / len(errors)
+        self.stdout.write(
+            f"estimate error ({len(errors)} sampled jobs, {self.arrivals} arrivals per claim, "
+            f"{newcomers} arrived): actual start - reported position: mean "
+            f"{statistics.fmean(errors):+.1f} jobs; |error| p50 {statistics.median(absolute):.0f}, "
+            f"p95 {p95:.0f}, max {max(absolute)} jobs; exact for {exact:.0%}; relative |error| "
+            f"p95 {_percentile(relative, 0.95):.1%} (p95 {p95 * per_job:.0f} s at {per_job:g} s "
+            "per job on one worker)"
         )

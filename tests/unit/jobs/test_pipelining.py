@@ -4,12 +4,11 @@ import threading
 
 import pytest
 
-from jobs import providers
+from jobs import dispatch, providers
 from jobs.kinds import TEST_RENDER
 from jobs.models import JobStatus, RenderJob
 from jobs.pipelining import BackgroundFinishing
 from jobs.runner import dispatch_once, finishing
-from jobs.services import job_create
 
 SPEC = {"prompt": "a portrait", "seed": 1, "steps": 2}
 
@@ -79,6 +78,14 @@ def blocking_screen():
     assert finishing.drain(timeout=60)
 
 
+def queued_job(spec, user):
+    """A queued job without its dispatch token: this test plays the worker that receives it
+    (a token on the broker could reach another test's worker process)."""
+    job = dispatch.prepare_job(RenderJob(kind=TEST_RENDER, spec=spec, created_by=user))
+    job.save()
+    return job
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_denoises_the_next_job_while_the_last_one_finishes(
     make_user, settings, tiny_models, blocking_screen
@@ -86,10 +93,8 @@ def test_the_worker_denoises_the_next_job_while_the_last_one_finishes(
     entered, release = blocking_screen
     settings.WORKER_PIPELINE_DEPTH = 2
     settings.RENDER_BATCH_LIMIT = 1
-    first = job_create(kind=TEST_RENDER, spec=SPEC, created_by=make_user("operator"))
-    second = job_create(
-        kind=TEST_RENDER, spec={**SPEC, "seed": 2}, created_by=make_user("operator")
-    )
+    first = queued_job(SPEC, make_user("operator"))
+    second = queued_job({**SPEC, "seed": 2}, make_user("operator"))
 
     assert dispatch_once(lane="render", worker="w").pk == first.pk
     assert entered.acquire(timeout=60)  # the first job is being finished in the background
