@@ -21,6 +21,8 @@ import hashlib
 import io
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -162,8 +164,24 @@ def finish_candidates(
     return Finished(results, likeness_s, time.perf_counter() - phase)
 
 
+def _exit_with_parent() -> None:
+    """End this pool process when the process that started it dies (e.g. a worker killed
+    with SIGKILL): the pool's queues would otherwise keep an orphan waiting forever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _warm_process() -> None:
-    """Pool initializer: load the face models and the label font before the first job."""
+    """Pool initializer: follow the parent's death, and load the face models and the label
+    font before the first job."""
+    _exit_with_parent()
     try:
         from engine import faces, labels
 

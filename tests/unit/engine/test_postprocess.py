@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,14 +111,16 @@ def test_a_hung_finish_fails_in_time_and_its_process_is_stopped():
 
 def _alive(pid: int) -> bool:
     try:
-        os.waitpid(pid, os.WNOHANG)
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            return False
     except ChildProcessError:
-        return False
+        pass  # not this process's child
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return "\nState:\tZ" not in status  # a zombie has ended
 
 
 def test_the_pool_processes_do_not_load_torch():
@@ -132,3 +135,33 @@ def test_worker_counts_are_checked():
     for bad in (-1, 65, True, "2"):
         with pytest.raises(ValueError):
             PostProcessor(bad)  # type: ignore[arg-type]
+
+
+def test_pool_processes_end_when_their_parent_is_killed(tmp_path):
+    """A worker killed with SIGKILL leaves no post-processing process behind."""
+    script = (
+        "import sys, time\n"
+        "from engine.postprocess import PostProcessor\n"
+        "pool = PostProcessor(1)\n"
+        "[ready.result() for ready in pool.start()]\n"
+        "print(*[p.pid for p in pool._pool._processes.values()], flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[3]),
+    )
+    try:
+        assert parent.stdout is not None
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        assert children and all(_alive(pid) for pid in children)
+    finally:
+        parent.kill()
+        parent.wait()
+    for pid in children:
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), f"pool process {pid} outlived its parent"
