@@ -43,41 +43,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _harness import ROOT, bench_env  # bench/ is the folder of the script
+
 sys.path.insert(0, str(ROOT))
 
 TARGET_S = 15.0
 READY_TIMEOUT_S = 180.0
-
-
-def models_dir(var_dir: Path) -> Path:
-    """ENGINE_MODELS_DIR, else var/models; the tiny model is built (~30 s) if neither has it."""
-    candidate = Path(os.environ.get("ENGINE_MODELS_DIR", str(ROOT / "var" / "models")))
-    if (candidate / "profile.json").exists():
-        return candidate
-    from engine.tiny import build_tiny
-
-    built = var_dir / "models"
-    print(f"no model under {candidate}: building the tiny one in {built}", flush=True)
-    build_tiny(built)
-    return built
-
-
-def bench_env(var_dir: Path) -> dict[str, str]:
-    missing = [k for k in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL") if k not in os.environ]
-    if missing:
-        sys.exit(f"set {', '.join(missing)} (a scratch database and Redis dbs: see the usage line)")
-    return {
-        **os.environ,
-        "VAR_DIR": str(var_dir),
-        "MEDIA_ROOT": str(var_dir / "media"),
-        "ENGINE_MODELS_DIR": str(models_dir(var_dir)),
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "PYTHONUNBUFFERED": "1",
-        "ENGINE_TORCH_THREADS": os.environ.get("ENGINE_TORCH_THREADS", "1"),
-        "AVATAR_GENERATION_ALLOWANCE": "0",  # every generation costs a credit
-    }
 
 
 class Proc:
@@ -395,7 +366,7 @@ def main() -> int:
         var_dir = Path(tmp)
         log_dir = var_dir / "logs"
         log_dir.mkdir()
-        env = bench_env(var_dir)
+        env = bench_env(var_dir, AVATAR_GENERATION_ALLOWANCE="0")  # every generation costs a credit
         fixture = setup(env, args.runs, args.steps)
         from django.conf import settings
 
