@@ -138,3 +138,20 @@ def published_template(*, owner, **spec_changes):
         status=TemplateStatus.PUBLISHED, live_revision=template.revisions.get()
     )
     return Template.objects.get(pk=template.pk)
+
+
+def give_consent(client) -> str:
+    """The current agreement accepted in full by the client's end user, through the API; the
+    consent record's id."""
+    current = client.get("/api/v1/consent/current").json()
+    response = client.post(
+        "/api/v1/consents",
+        {
+            "agreement_hash": current["hash"],
+            "items": [i["key"] for i in current["items"]],
+            "age_confirmation": "adult",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["id"]

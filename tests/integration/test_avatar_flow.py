@@ -11,6 +11,7 @@ from avatars.models import Avatar, ErasureReceipt
 from workstation.accounts.models import EndUser
 
 from .. import photos as P
+from ..factories import give_consent
 from ..storage_utils import list_objects
 from .conftest import wait_for
 
@@ -32,22 +33,13 @@ def test_consent_upload_train_export_erase(celery_worker, consumer_key, settings
         HTTP_IDEMPOTENCY_KEY="order-1001",
     )
     assert grant.status_code == 201
-    current = client.get("/api/v1/consent/current").json()
-    consent = client.post(
-        "/api/v1/consents",
-        {
-            "agreement_hash": current["hash"],
-            "items": [i["key"] for i in current["items"]],
-            "age_confirmation": "adult",
-        },
-        format="json",
-    ).json()
+    consent_id = give_consent(client)
 
     photos = P.same_person_photos(4) + [P.no_face()]
     response = client.post(
         "/api/v1/avatars",
         {
-            "consent": consent["id"],
+            "consent": consent_id,
             "front_photo": SimpleUploadedFile("front.jpg", P.front_photo()),
             "photos": [SimpleUploadedFile(f"{i}.jpg", d) for i, d in enumerate(photos)],
         },

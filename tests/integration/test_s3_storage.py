@@ -26,7 +26,7 @@ from jobs.models import RenderJob
 from workstation.storage import delete_objects
 
 from .. import photos as P
-from ..factories import published_template
+from ..factories import give_consent, published_template
 from ..storage_utils import list_objects
 from .conftest import wait_for
 
@@ -78,20 +78,11 @@ def _upload_avatar(client: APIClient) -> str:
         HTTP_IDEMPOTENCY_KEY="s3-order-1",
     )
     assert grant.status_code == 201, grant.content
-    current = client.get("/api/v1/consent/current").json()
-    consent = client.post(
-        "/api/v1/consents",
-        {
-            "agreement_hash": current["hash"],
-            "items": [i["key"] for i in current["items"]],
-            "age_confirmation": "adult",
-        },
-        format="json",
-    ).json()
+    consent_id = give_consent(client)
     response = client.post(
         "/api/v1/avatars",
         {
-            "consent": consent["id"],
+            "consent": consent_id,
             "front_photo": SimpleUploadedFile("front.jpg", P.front_photo()),
             "photos": [
                 SimpleUploadedFile(f"{i}.jpg", d) for i, d in enumerate(P.same_person_photos(4))

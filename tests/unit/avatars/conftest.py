@@ -50,21 +50,6 @@ def train(avatar_id: str) -> None:
         render_job_execute(job_id=job.id, worker="test-worker")
 
 
-def give_consent(client) -> str:
-    current = client.get("/api/v1/consent/current").json()
-    response = client.post(
-        "/api/v1/consents",
-        {
-            "agreement_hash": current["hash"],
-            "items": [i["key"] for i in current["items"]],
-            "age_confirmation": "adult",
-        },
-        format="json",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
 def upload(
     client,
     consent_id: str,

@@ -14,8 +14,9 @@ from generations.webhooks import job_event_payload
 from jobs.models import RenderJob
 
 from ... import photos as P
+from ...factories import give_consent
 from ...storage_utils import list_objects
-from .conftest import give_consent, train, upload
+from .conftest import train, upload
 
 pytestmark = pytest.mark.django_db
 

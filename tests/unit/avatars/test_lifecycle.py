@@ -18,8 +18,9 @@ from jobs.models import RenderJob, RenderOutput
 from workstation.accounts.models import EndUser
 
 from ... import photos as P
+from ...factories import give_consent
 from ...storage_utils import list_objects
-from .conftest import give_consent, train, upload
+from .conftest import train, upload
 
 pytestmark = pytest.mark.django_db
 

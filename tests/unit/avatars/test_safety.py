@@ -77,8 +77,9 @@ def test_unknown_checker_setting_is_a_clear_error(settings):
 def test_flagged_uploads_fail_the_avatar_with_a_reason(settings, tmp_path, consumer):
     from avatars.models import Avatar
 
+    from ...factories import give_consent
     from ...storage_utils import list_objects
-    from .conftest import give_consent, train, upload
+    from .conftest import train, upload
 
     settings.CONTENT_SAFETY_CHECKER = (
         f"diffusers:{_tiny_safety_checker(tmp_path / 'c', threshold=-10.0)}"
