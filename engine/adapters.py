@@ -838,6 +838,9 @@ class AvatarPool:
         keys = list(dict.fromkeys(sample[0] for sample in samples if sample is not None))
         if len(keys) > self.slots:
             raise AdapterError(f"{len(keys)} avatars in one batch; the pool has {self.slots}")
+        for key in keys:  # the batch's resident avatars first: never the LRU victims
+            if key in self._resident:
+                self._resident.move_to_end(key)
         placed: dict[str, int] = {}
         for key in keys:
             if key not in self._resident and key not in loras:

@@ -24,21 +24,41 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib.util
 import io
 import json
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
-from imwatermark.dwtDctSvd import EmbedDwtDctSvd
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
 from engine.fonts import FONT_ENV, font_files
 from engine.imageio import open_image
+
+
+def _load_dwt_dct_svd() -> Any:
+    """invisible-watermark's DWT-DCT-SVD module on its own. The package's ``__init__`` imports
+    its RivaGAN encoder and with it torch: about 200 MB more in every post-processing process
+    (`engine.postprocess`), for a method the labels do not use."""
+    package = importlib.util.find_spec("imwatermark")  # finds it without importing it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("invisible-watermark (imwatermark) is not installed")
+    path = Path(next(iter(package.submodule_search_locations))) / "dwtDctSvd.py"
+    spec = importlib.util.spec_from_file_location("engine._imwatermark_dwt_dct_svd", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EmbedDwtDctSvd = _load_dwt_dct_svd().EmbedDwtDctSvd
 
 __all__ = [
     "AIGC_NAMESPACE",

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -191,6 +191,16 @@ def _warm_process() -> None:
         logger.debug("post-processing warm-up skipped", exc_info=True)
 
 
+def _finished_here(*args: Any, **kwargs: Any) -> concurrent.futures.Future[Finished]:
+    """`finish_candidates` in this thread, as a completed future."""
+    future: concurrent.futures.Future[Finished] = concurrent.futures.Future()
+    try:
+        future.set_result(finish_candidates(*args, **kwargs))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 class PostProcessor:
     """Runs `finish_candidates` in ``workers`` spawned processes (0: in the caller's thread).
 
@@ -205,11 +215,8 @@ class PostProcessor:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def _executor(self, *, replace: bool = False) -> concurrent.futures.ProcessPoolExecutor:
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
-            if replace and self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
             if self._pool is None:
                 # spawn, not fork: the parent holds torch's thread pools and CUDA state.
                 self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -218,6 +225,14 @@ class PostProcessor:
                     initializer=_warm_process,
                 )
             return self._pool
+
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Drop ``pool`` if it is still the current one (another thread may have replaced
+        it already); its queued work fails as a dead process's would."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False)
 
     def start(self) -> list[concurrent.futures.Future[int]]:
         """Start the pool's processes now, without waiting (a worker at start, so no user's
@@ -241,17 +256,17 @@ class PostProcessor:
         args: tuple[Any, ...] = (list(images), list(seeds))
         kwargs: dict[str, Any] = {"keep": keep, "reference": reference, "label": label}
         if self.workers == 0 or scorer is not None:
-            future: concurrent.futures.Future[Finished] = concurrent.futures.Future()
+            return _finished_here(*args, scorer=scorer, **kwargs)
+        for _attempt in range(2):
+            pool = self._executor()
             try:
-                future.set_result(finish_candidates(*args, scorer=scorer, **kwargs))
-            except Exception as exc:
-                future.set_exception(exc)
-            return future
-        try:
-            return self._executor().submit(finish_candidates, *args, **kwargs)
-        except BrokenProcessPool:
-            logger.warning("a post-processing process died; starting a new pool")
-            return self._executor(replace=True).submit(finish_candidates, *args, **kwargs)
+                return pool.submit(finish_candidates, *args, **kwargs)
+            except (BrokenExecutor, RuntimeError):
+                # A dead process broke the pool, or another thread stopped it (a timeout)
+                # between our taking it and submitting: start a new one, once.
+                logger.warning("the post-processing pool is gone; starting a new one")
+                self._discard(pool)
+        return _finished_here(*args, **kwargs)  # no pool would start
 
     def result(
         self, future: concurrent.futures.Future[Finished], timeout: float | None = None
@@ -261,7 +276,7 @@ class PostProcessor:
         `PostProcessError`."""
         try:
             return future.result(timeout)
-        except BrokenProcessPool as exc:
+        except (BrokenExecutor, concurrent.futures.CancelledError) as exc:
             raise PostProcessDied(
                 "a post-processing process stopped before finishing the images"
             ) from exc
@@ -270,15 +285,19 @@ class PostProcessor:
             raise PostProcessError(f"post-processing took longer than {timeout:g} s") from exc
 
     def _terminate(self) -> None:
-        """Stop the pool's processes (a hung one would hold every later render)."""
+        """Stop the pool's processes (a hung one would hold every later render). Work queued
+        behind it fails as `PostProcessDied`, which its renders answer by finishing in their
+        own thread."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is None:
             return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
+        # Kill first: the pool's manager thread then sees a broken pool and cleans it up
+        # (failing its queued work); shutting it down while it still waits on a live process
+        # can leave that thread, and interpreter exit, hanging.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False)
 
     def shutdown(self, *, wait: bool = True) -> None:
         with self._lock:

@@ -706,23 +706,27 @@ class Engine:
             pipe.scheduler = make_scheduler(first.sampler, modes.default_scheduler)
             pool = self._avatar_pool(base, by_key)
             adapters = contextlib.ExitStack()
-            if pool is not None:
-                # Styles through peft as in a single render; each sample's avatar from the
-                # pool (resident avatars load nothing, nothing is hooked or unloaded).
-                adapters.enter_context(preserved_adapter_state(base))
-                self.loras.activate(base, self._adapters(first, None))
-                adapters.enter_context(
-                    pool.batch(
-                        [None if k is None else (k[0], k[1]) for k in sample_keys],
-                        {identity[0]: avatar.state_dict for identity, avatar in by_key.items()},
+            try:
+                if pool is not None:
+                    # Styles through peft as in a single render; each sample's avatar from the
+                    # pool (resident avatars load nothing, nothing is hooked or unloaded).
+                    adapters.enter_context(preserved_adapter_state(base))
+                    self.loras.activate(base, self._adapters(first, None))
+                    adapters.enter_context(
+                        pool.batch(
+                            [None if k is None else (k[0], k[1]) for k in sample_keys],
+                            {identity[0]: avatar.state_dict for identity, avatar in by_key.items()},
+                        )
                     )
-                )
-            else:
-                loras, sample_names, weights = self._batch_adapters(
-                    base, styles, by_key, sample_keys, names
-                )
-                adapters.enter_context(loaded_adapters(base, loras))
-                adapters.enter_context(per_sample_adapters(base, sample_names, weights=weights))
+                else:
+                    loras, sample_names, weights = self._batch_adapters(
+                        base, styles, by_key, sample_keys, names
+                    )
+                    adapters.enter_context(loaded_adapters(base, loras))
+                    adapters.enter_context(per_sample_adapters(base, sample_names, weights=weights))
+            except BaseException:
+                adapters.close()  # unload what was loaded, restore what was changed
+                raise
             self.last_batch_path = "pool" if pool is not None else "per_sample_adapters"
             control_kwargs: dict[str, Any] = {}
             if controls := first.controls:

@@ -4,8 +4,9 @@ A render job has two halves: denoising, on the thread that owns the GPU, and fin
 for the engine's post-processing processes (likeness ranking, labels, PNG), the output screen,
 storage and the success transaction. With ``WORKER_PIPELINE_DEPTH`` > 0 the worker hands the
 second half to a thread here and claims its next job at once, so the GPU is not idle while
-images are encoded and stored. At most ``depth`` jobs are finishing at a time: the worker waits
-for room before it claims more, so the queue (not this worker) holds the waiting work.
+images are encoded and stored. At most ``depth`` jobs are finishing at a time: a render thread
+whose next job is denoised waits for room before handing it over (and only then claims another),
+so the queue, not this worker, holds the waiting work.
 
 Each job keeps its lease (`jobs.dispatch.LeaseKeeper`) until it is finished. On a warm shutdown
 the worker waits for the jobs still finishing (`drain`, from `jobs.tasks`); if the process dies
@@ -54,13 +55,17 @@ class BackgroundFinishing:
         keepers: Sequence[Any],
         on_crash: Callable[[Any], None],
         background: bool,
+        depth: int = 1,
     ) -> None:
         """Run ``completion`` (in a new thread when ``background``), then stop the jobs' lease
-        keepers. An exception it lets through fails each job through ``on_crash``."""
+        keepers. An exception it lets through fails each job through ``on_crash``. In the
+        background, first wait until fewer than ``depth`` jobs are finishing: the caller (the
+        render thread, its next job denoised meanwhile) then claims its next job."""
         if not background:
             self._complete(completion, jobs, keepers, on_crash)
             return
         with self._changed:
+            self._changed.wait_for(lambda: self._running < depth)
             self._running += 1
         names = ",".join(str(getattr(job, "pk", job)) for job in jobs)
         thread = threading.Thread(
@@ -71,9 +76,9 @@ class BackgroundFinishing:
         )
         try:
             thread.start()
-        except BaseException:
+        except RuntimeError:  # no thread to be had: finish here
             self._done()
-            raise
+            self._complete(completion, jobs, keepers, on_crash)
 
     @staticmethod
     def _complete(
@@ -102,8 +107,10 @@ class BackgroundFinishing:
         try:
             self._complete(completion, jobs, keepers, on_crash)
         finally:
-            connections.close_all()  # this thread's own connections
-            self._done()
+            try:
+                connections.close_all()  # this thread's own connections
+            finally:
+                self._done()
 
     def _done(self) -> None:
         with self._changed:

@@ -301,7 +301,12 @@ def execute_job(job: RenderJob, *, pipelined: bool = False) -> None:
         keeper.__exit__(None, None, None)
         return
     finishing.run(
-        completion, jobs=[job], keepers=[keeper], on_crash=_fail_crashed, background=pipelined
+        completion,
+        jobs=[job],
+        keepers=[keeper],
+        on_crash=_fail_crashed,
+        background=pipelined,
+        depth=settings.WORKER_PIPELINE_DEPTH,
     )
 
 
@@ -365,7 +370,12 @@ def execute_batch(jobs: list[RenderJob], *, pipelined: bool = False) -> None:
             keeper.__exit__(None, None, None)
         return
     finishing.run(
-        completion, jobs=jobs, keepers=keepers, on_crash=_fail_crashed, background=pipelined
+        completion,
+        jobs=jobs,
+        keepers=keepers,
+        on_crash=_fail_crashed,
+        background=pipelined,
+        depth=settings.WORKER_PIPELINE_DEPTH,
     )
 
 
@@ -374,11 +384,9 @@ def dispatch_once(*, lane: str, worker: str) -> RenderJob | None:
     render lane) and runs it. Returns the first job, or None if none waited."""
     dispatch.heartbeat(worker=worker, lanes=lane)
     limit = settings.RENDER_BATCH_LIMIT if lane == Lane.RENDER else 1
-    # With WORKER_PIPELINE_DEPTH jobs still finishing, wait for one before claiming more: the
-    # queue keeps the work (and its fair order) rather than this worker's memory.
+    # The hand-off waits while WORKER_PIPELINE_DEPTH jobs are finishing (jobs.pipelining), so
+    # the queue keeps the waiting work (and its fair order) rather than this worker's memory.
     pipelined = lane == Lane.RENDER and settings.WORKER_PIPELINE_DEPTH > 0
-    if pipelined:
-        finishing.wait_for_room(settings.WORKER_PIPELINE_DEPTH)
     jobs = dispatch.claim_batch(lane=lane, worker=worker, limit=max(limit, 1))
     if not jobs:
         return None

@@ -19,6 +19,7 @@ from skimage.data import astronaut
 from engine import faces
 from engine.postprocess import (
     LabelOptions,
+    PostProcessDied,
     PostProcessError,
     PostProcessor,
     encode_png,
@@ -80,55 +81,68 @@ def test_a_killed_pool_process_costs_time_not_the_images(tiny_registry, caplog):
     spec = RenderSpec(prompt="a portrait", seed=5, steps=2, num_images=2)
     try:
         first = engine.render(spec)
-        for pid in _pool_pids(engine.postprocess):
+        killed = _pool_pids(engine.postprocess)
+        assert killed
+        for pid in killed:
             os.kill(pid, signal.SIGKILL)
         # Whether the pool notices before or after the submit, the images come back.
         assert engine.render(spec) == first
-        assert any("died" in record.getMessage() for record in caplog.records)
-        assert engine.render(spec) == first  # and the pool was replaced
+        assert any("gone" in r.getMessage() or "died" in r.getMessage() for r in caplog.records)
+        assert engine.render(spec) == first
+        replaced = _pool_pids(engine.postprocess)  # a new pool of live processes did it
+        assert replaced and set(replaced).isdisjoint(killed)
+        assert all(_alive(pid) for pid in replaced)
     finally:
         engine.postprocess.shutdown()
 
 
 def test_a_hung_finish_fails_in_time_and_its_process_is_stopped():
+    """The hung render fails; the work queued behind it fails as a dead process's does (its
+    renders then finish in their own thread), and the next submit gets a new pool."""
     processor = PostProcessor(1)
+    images = candidates()
     try:
-        future = processor._executor().submit(time.sleep, 120)
+        hung = processor._executor().submit(time.sleep, 120)
+        behind = processor.submit(images, [1, 2, 3], keep=1)
         pids = []
         deadline = time.monotonic() + 60
         while not pids and time.monotonic() < deadline:
             pids = _pool_pids(processor)
         with pytest.raises(PostProcessError, match="longer than"):
-            processor.result(future, timeout=0.5)
+            processor.result(hung, timeout=0.5)
+        with pytest.raises(PostProcessDied):
+            processor.result(behind, timeout=60)
         for pid in pids:
             deadline = time.monotonic() + 30
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not _alive(pid)
+        again = processor.result(processor.submit(images, [1, 2, 3], keep=1), timeout=120)
+        assert again.images == finish_candidates(images, [1, 2, 3], keep=1).images
+        assert set(_pool_pids(processor)).isdisjoint(pids)
     finally:
         processor.shutdown(wait=False)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped:
-            return False
-    except ChildProcessError:
-        pass  # not this process's child
+    """Whether ``pid`` runs (a zombie has ended). Never waits on it: reaping a pool's child
+    here would leave the pool's own thread waiting for it forever."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
-    return "\nState:\tZ" not in status  # a zombie has ended
+    return "\nState:\tZ" not in status
 
 
-def test_the_pool_processes_do_not_load_torch():
-    code = (
-        "import engine.postprocess, sys; print(sorted({'torch', 'diffusers'} & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def heavy_modules() -> list[str]:
+    """Run in a pool process: which of the render stack's big modules it has loaded."""
+    return sorted({"torch", "diffusers", "transformers"} & set(sys.modules))
+
+
+def test_the_pool_processes_do_not_load_torch(pool):
+    for ready in pool.start():
+        ready.result(timeout=120)  # started, with the models and the label font loaded
+    assert pool._executor().submit(heavy_modules).result(timeout=60) == []
 
 
 def test_worker_counts_are_checked():
