@@ -129,6 +129,9 @@ class Command(BaseCommand):
             RenderJob.objects.filter(pk__in=[r.pk for r in rows], status=JobStatus.QUEUED)
         )
         sample = waiting[:: max(1, len(waiting) // requests)][:requests]
+        if not sample:
+            self.stdout.write("estimate error: no job left waiting to sample (raise --jobs)")
+            return
         # Positions come from a lane snapshot up to one tick old: let the claims above age out.
         time.sleep(settings.QUEUE_POSITION_TICK_S)
         estimated = {}
