@@ -1,6 +1,7 @@
 """A render worker finishes a job in the background while it denoises the next one."""
 
 import threading
+import time
 
 import pytest
 
@@ -114,3 +115,36 @@ def test_the_worker_denoises_the_next_job_while_the_last_one_finishes(
     for job in RenderJob.objects.filter(pk__in=[first.pk, second.pk]):
         assert job.status == JobStatus.SUCCEEDED and job.lease_expires_at is None
         assert job.outputs.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_at_the_default_depth_one_job_denoises_while_one_finishes(
+    make_user, settings, tiny_models, blocking_screen
+):
+    entered, release = blocking_screen
+    settings.WORKER_PIPELINE_DEPTH = 1
+    settings.RENDER_BATCH_LIMIT = 1
+    first = queued_job(SPEC, make_user("operator"))
+    second = queued_job({**SPEC, "seed": 2}, make_user("operator"))
+
+    assert dispatch_once(lane="render", worker="w").pk == first.pk
+    assert entered.acquire(timeout=60)  # the first job is finishing, held by the screen
+    next_job = threading.Thread(target=dispatch_once, kwargs={"lane": "render", "worker": "w"})
+    next_job.start()
+
+    def denoised() -> bool:
+        job = RenderJob.objects.get(pk=second.pk)
+        return job.progress_total > 0 and job.progress_step == job.progress_total
+
+    deadline = time.monotonic() + 60
+    while not denoised() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert denoised()  # the second job was denoised while the first is still finishing ...
+    assert not RenderJob.objects.get(pk=first.pk).outputs.exists()
+    assert next_job.is_alive()  # ... and waits to be handed over: depth 1
+    release.set()
+    next_job.join(timeout=60)
+    assert not next_job.is_alive()
+    assert finishing.drain(timeout=60)
+    for job in RenderJob.objects.filter(pk__in=[first.pk, second.pk]):
+        assert job.status == JobStatus.SUCCEEDED and job.outputs.count() == 1
