@@ -17,13 +17,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, DateTimeField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from engine.batching import batch_key
@@ -31,7 +32,7 @@ from engine.errors import SpecError
 from engine.spec import RenderSpec
 from workstation.ownership import owner_key
 
-from . import registry
+from . import registry, turns
 from .assets import with_placeholder_images
 from .finishing import job_finished_without_running, retry_pending_hooks
 from .models import JobStatus, OwnerTurn, RenderJob, WorkerHeartbeat
@@ -81,56 +82,179 @@ def _skip_locked(queryset: QuerySet[RenderJob]) -> QuerySet[RenderJob]:
     )
 
 
-NEVER_SERVED = datetime(2000, 1, 1, tzinfo=UTC)
+# Owners considered when filling a batch: the first ones in turn order among those with work.
+BATCH_FILL_OWNER_WINDOW = 256
 
 
-def turn_order(oldest: dict[str, datetime], last_served: dict[str, datetime]) -> list[str]:
-    """The owners of `oldest` (owner -> their oldest queued job's time) in turn order: the
-    least recently served first; never served ones by their oldest job."""
-    return sorted(oldest, key=lambda o: (last_served.get(o, NEVER_SERVED), oldest[o]))
+class _ClaimSql:
+    """The claim's statements, written once per database vendor: a claim runs hundreds of
+    times a second at scale, and building its queries through the ORM each time cost more CPU
+    than the database spent running them. Plain SQL that SQLite and PostgreSQL share; only
+    the row lock differs (SQLite has none and serialises writers instead). Every value is a
+    query parameter; only the tables' names and the lock clause are written in."""
 
+    _by_vendor: dict[str, _ClaimSql] = {}
 
-def owner_order(lane: str, priority: int, queued: QuerySet[RenderJob]) -> list[str]:
-    """Owners with queued jobs in this class, the least recently served first."""
-    owners = dict(
-        queued.filter(priority=priority)
-        .values_list("owner_key")
-        .annotate(first=Min("created_at"))
-        .values_list("owner_key", "first")
+    OWNER_JOBS = (
+        "FROM {job} WHERE lane = %s AND status = 'queued' AND priority = %s AND owner_key = %s"
     )
-    turns = dict(
-        OwnerTurn.objects.filter(
-            lane=lane, priority=priority, owner_key__in=list(owners)
-        ).values_list("owner_key", "last_served_at")
+    TURN = (
+        "SELECT id, priority, owner_key FROM {turn} WHERE lane = %s AND head_at IS NOT NULL "
+        "{tried} ORDER BY priority, last_served_at, head_at LIMIT 1{lock}"
     )
-    return turn_order(owners, turns)
+    HEAD = (
+        "SELECT id, deadline_at IS NOT NULL AND deadline_at < %s {owner_jobs} "
+        "ORDER BY created_at LIMIT 1{lock}"
+    )
+    ANY_QUEUED = "SELECT 1 {owner_jobs} LIMIT 1"
+    CLEAR_HEAD = "UPDATE {turn} SET head_at = NULL WHERE id = %s"
+    START = (
+        "UPDATE {job} SET status = 'running', started_at = %s, attempts = attempts + 1, "
+        "worker = %s, lease_expires_at = %s WHERE id = %s"
+    )
+    SERVED = (
+        "UPDATE {turn} SET last_served_at = %s, head_at = (SELECT created_at {owner_jobs} "
+        "ORDER BY created_at LIMIT 1) WHERE id = %s"
+    )
+    FETCH = "SELECT * FROM {job} WHERE id = %s"
+    EXPIRED = (
+        "SELECT 1 FROM {job} WHERE status = 'queued' AND deadline_at IS NOT NULL "
+        "AND deadline_at < %s LIMIT 1"
+    )
+
+    def __init__(self) -> None:
+        q = connection.ops.quote_name
+        skip_locked = connection.features.has_select_for_update_skip_locked
+        names = {
+            "turn": q(OwnerTurn._meta.db_table),
+            "job": q(RenderJob._meta.db_table),
+            "lock": " FOR UPDATE SKIP LOCKED" if skip_locked else "",
+            "tried": "{tried}",  # filled in per call: how many owners were passed over
+        }
+        names["owner_jobs"] = self.OWNER_JOBS.format(**names)
+        self.turn = self.TURN.format(**names)
+        self.head = self.HEAD.format(**names)
+        self.any_queued = self.ANY_QUEUED.format(**names)
+        self.clear_head = self.CLEAR_HEAD.format(**names)
+        self.start = self.START.format(**names)
+        self.served = self.SERVED.format(**names)
+        self.fetch = self.FETCH.format(**names)
+        self.expired = self.EXPIRED.format(**names)
+
+    @classmethod
+    def get(cls) -> _ClaimSql:
+        if connection.vendor not in cls._by_vendor:
+            cls._by_vendor[connection.vendor] = cls()
+        return cls._by_vendor[connection.vendor]
+
+    def next_turn(self, tried: int) -> str:
+        excluded = "AND id NOT IN ({})".format(", ".join(["%s"] * tried)) if tried else ""
+        return self.turn.format(tried=excluded)
+
+
+def _db_time(value: datetime) -> Any:
+    """A time as this database's driver takes it (SQLite: text)."""
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | None:
     """Claims the next job of `lane` by the fair policy; None when nothing is waiting.
 
+    The owner comes from the turn index (jobs.turns) and its job from the queued jobs' owner
+    index, so a claim reads a bounded number of rows however long the queue. Concurrent
+    claimers skip each other's owners (SKIP LOCKED) rather than wait.
+
     With `batch_group`, only jobs of that group are considered (filling a batch).
     """
     now = timezone.now()
-    if not batch_group:
-        abort_expired(now=now)
+    if batch_group:
+        return _claim_in_group(lane=lane, worker=worker, batch_group=batch_group, now=now)
+    sql = _ClaimSql.get()
+    at = _db_time(now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql.expired, [at])
+        if cursor.fetchone():
+            abort_expired(now=now)
+    tried: list[int] = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        while True:
+            cursor.execute(sql.next_turn(len(tried)), [lane, *tried])
+            turn = cursor.fetchone()
+            if turn is None:
+                return None
+            turn_id, priority, owner = turn
+            tried.append(turn_id)
+            # The time of the claim is taken once the owner is held, so that turns and start
+            # times follow the order claims really happened in, whatever the claimers' speed.
+            now = timezone.now()
+            at = _db_time(now)
+            cursor.execute(sql.head, [at, lane, priority, owner])
+            head = cursor.fetchone()
+            if head is None:
+                cursor.execute(sql.any_queued, [lane, priority, owner])
+                if cursor.fetchone() is None:
+                    # A stale head (its job left the queue without telling): clear it.
+                    cursor.execute(sql.clear_head, [turn_id])
+                continue  # else another transaction holds this owner's next job: next owner
+            job_id, expired = head
+            if expired:  # its Cancel-After passed since the check above: abort, look again
+                abort_expired(now=now)
+                tried.pop()
+                continue
+            lease = now + timedelta(seconds=settings.JOB_LEASE_S)
+            cursor.execute(sql.start, [at, worker, _db_time(lease), job_id])
+            cursor.execute(sql.served, [at, lane, priority, owner, turn_id])
+            job = next(iter(RenderJob.objects.raw(sql.fetch, [job_id])))
+            logger.info("job %s claimed by %s (attempt %d)", job.id, worker, job.attempts)
+            return job
+
+
+def _claim_in_group(*, lane: str, worker: str, batch_group: str, now: datetime) -> RenderJob | None:
+    """The next job of `batch_group` by the same policy, among the first
+    BATCH_FILL_OWNER_WINDOW owners in turn order (a batch is an optimisation: beyond them it
+    stays smaller rather than scan the queue)."""
+    window = (
+        OwnerTurn.objects.filter(lane=lane, head_at__isnull=False)
+        .order_by("priority", "last_served_at", "head_at")
+        .values("owner_key")[:BATCH_FILL_OWNER_WINDOW]
+    )
+    last_served = Coalesce(
+        Subquery(
+            OwnerTurn.objects.filter(
+                lane=OuterRef("lane"),
+                priority=OuterRef("priority"),
+                owner_key=OuterRef("owner_key"),
+            ).values("last_served_at")[:1]
+        ),
+        Value(turns.NEVER_SERVED, output_field=DateTimeField()),
+    )
     with transaction.atomic():
-        queued = RenderJob.objects.filter(lane=lane, status=JobStatus.QUEUED)
-        if batch_group:
-            queued = queued.filter(batch_group=batch_group)
-        for priority in sorted(set(queued.values_list("priority", flat=True))):
-            for owner in owner_order(lane, priority, queued):
-                job = _skip_locked(
-                    queued.filter(priority=priority, owner_key=owner).order_by("created_at")
-                ).first()
-                if job is None:
-                    continue  # another worker holds this owner's next job; try the next owner
-                _start(job, worker=worker, now=now)
-                OwnerTurn.objects.update_or_create(
-                    lane=lane, priority=priority, owner_key=owner, defaults={"last_served_at": now}
-                )
-                return job
-    return None
+        job = _skip_locked(
+            RenderJob.objects.filter(
+                lane=lane,
+                status=JobStatus.QUEUED,
+                batch_group=batch_group,
+                owner_key__in=Subquery(window),
+            )
+            .annotate(turn_served=last_served)
+            .order_by("priority", "turn_served", "created_at")
+        ).first()
+        if job is None:
+            return None
+        _start(job, worker=worker, now=now)
+        turn = (
+            OwnerTurn.objects.select_for_update()
+            .filter(lane=lane, priority=job.priority, owner_key=job.owner_key)
+            .first()
+        )
+        if turn is not None:
+            turns.served(turn, at=now)
+        else:  # a job queued without its turn row (the sweeper's reconcile would add it)
+            OwnerTurn.objects.create(
+                lane=lane, priority=job.priority, owner_key=job.owner_key, last_served_at=now
+            )
+            turns.refresh_head(lane=lane, priority=job.priority, owner_key=job.owner_key)
+        return job
 
 
 def claim_batch(*, lane: str, worker: str, limit: int) -> list[RenderJob]:
@@ -156,6 +280,7 @@ def claim_job(*, job_id: uuid.UUID | str, worker: str) -> RenderJob | None:
         if job is None or job.status != JobStatus.QUEUED:
             return None
         _start(job, worker=worker, now=timezone.now())
+        turns.job_left_queue(job)
         return job
 
 
@@ -343,6 +468,7 @@ def _recover_expired(pk: uuid.UUID, now: datetime) -> str | None:
         progress_step=0,
         started_at=None,
     )
+    turns.job_queued(locked)
     return "requeued"
 
 

@@ -14,8 +14,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from . import registry
-from .models import RenderJob
+from . import registry, turns
+from .models import JobStatus, RenderJob
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def job_finished_without_running(
 
     Called with the job row locked.
     """
+    was_queued = job.status == JobStatus.QUEUED
     RenderJob.objects.filter(pk=job.pk).update(
         status=status,
         error_code=code,
@@ -70,6 +71,8 @@ def job_finished_without_running(
         finished_at=timezone.now(),
         lease_expires_at=None,
     )
+    if was_queued:
+        turns.job_left_queue(job)
     announce_finished(job)
 
 

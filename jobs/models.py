@@ -142,6 +142,18 @@ class RenderJob(models.Model):
                 fields=["lane", "status", "priority", "created_at"], name="job_dispatch_order"
             ),
             models.Index(fields=["kind", "status", "finished_at"], name="job_recent_by_kind"),
+            # An owner's next job in a class (jobs.turns): the claim's second lookup.
+            models.Index(
+                fields=["lane", "priority", "owner_key", "created_at"],
+                condition=Q(status="queued"),
+                name="job_queued_owner_head",
+            ),
+            # Cancel-After deadlines, checked before every claim.
+            models.Index(
+                fields=["deadline_at"],
+                condition=Q(status="queued", deadline_at__isnull=False),
+                name="job_queued_deadline",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -178,18 +190,29 @@ class RenderOutput(models.Model):
 
 
 class OwnerTurn(models.Model):
-    """When each owner was last served in a lane and class: round-robin's memory."""
+    """When each owner was last served in a lane and class, and its oldest queued job there:
+    round-robin's memory, and the index a claim starts from (jobs.turns)."""
 
     lane = models.CharField(max_length=16, choices=Lane.choices)
     priority = models.PositiveSmallIntegerField()
     owner_key = models.CharField(max_length=48)
     last_served_at = models.DateTimeField()
+    # Creation time of the owner's oldest queued job in this lane and class; null: none queued.
+    head_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "rendering_ownerturn"
         constraints = [
             models.UniqueConstraint(
                 fields=["lane", "priority", "owner_key"], name="unique_owner_turn"
+            ),
+        ]
+        indexes = [
+            # The fair policy's order over owners with queued work: a claim reads its first row.
+            models.Index(
+                fields=["lane", "priority", "last_served_at", "head_at"],
+                condition=Q(head_at__isnull=False),
+                name="owner_turn_ready_order",
             ),
         ]
 

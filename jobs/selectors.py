@@ -3,17 +3,22 @@ computes them, from a per-lane snapshot shared by every reader), and rolling run
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min
+from django.db import connection
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
 
-from .dispatch import live_workers, turn_order
+from .dispatch import live_workers
 from .models import JobStatus, OwnerTurn, RenderJob
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,13 +45,62 @@ def average_seconds(kind: str) -> float:
     return seconds
 
 
+# Owners with at most this many older jobs of their own get their position from precomputed
+# tables; beyond it, one pass over the owners ahead of them.
+_TABLED_ROUNDS = 8
+
+
 @dataclass(frozen=True)
 class ClassSnapshot:
-    """One priority class of a lane: its queued jobs per owner, and each owner's turn."""
+    """One priority class of a lane: its queued jobs per owner, each owner's turn, and tables
+    that make a position O(log owners) instead of a pass over every owner."""
 
     total: int
     counts: dict[str, int]
     turn_of: dict[str, int]
+    # Every owner's count, ascending, and their running sums (prefix[i] = sum of the first i).
+    sorted_counts: array
+    prefix: array
+    # Counts in turn order; above[k][t]: owners among the first t in turn order with > k jobs.
+    order_counts: array
+    above: list[array]
+
+    @classmethod
+    def build(cls, counts: dict[str, int], turn_of: dict[str, int]) -> ClassSnapshot:
+        ascending = array("q", sorted(counts.values()))
+        prefix = array("q", [0])
+        for n in ascending:
+            prefix.append(prefix[-1] + n)
+        order = array("q", [counts[owner] for owner in sorted(turn_of, key=turn_of.__getitem__)])
+        above = []
+        for k in range(_TABLED_ROUNDS):
+            running = array("q", [0])
+            for n in order:
+                running.append(running[-1] + (n > k))
+            above.append(running)
+        return cls(
+            total=prefix[-1],
+            counts=counts,
+            turn_of=turn_of,
+            sorted_counts=ascending,
+            prefix=prefix,
+            order_counts=order,
+            above=above,
+        )
+
+    def jobs_ahead_from_others(self, owner: str, rounds: int) -> int:
+        """Jobs of other owners that start before `owner`'s job that has `rounds` older jobs
+        of its own: from each other owner, as many as `rounds` (one more if its turn comes
+        before `owner`'s), and never more than it has."""
+        my_turn = self.turn_of.get(owner, len(self.turn_of))
+        split = bisect_right(self.sorted_counts, rounds)
+        capped = self.prefix[split] + rounds * (len(self.sorted_counts) - split)
+        capped -= min(self.counts.get(owner, 0), rounds)  # not the owner's own
+        if rounds < _TABLED_ROUNDS:
+            earlier = self.above[rounds][my_turn]
+        else:
+            earlier = sum(1 for n in self.order_counts[:my_turn] if n > rounds)
+        return capped + earlier
 
 
 @dataclass(frozen=True)
@@ -64,31 +118,30 @@ _local_lock = threading.Lock()
 
 
 def _build_lane_snapshot(lane: str) -> LaneSnapshot:
-    queued = RenderJob.objects.filter(lane=lane, status=JobStatus.QUEUED)
-    oldest: dict[int, dict[str, datetime]] = {}
+    """Two reads: queued jobs counted per class and owner (an index-only scan of the
+    `job_queued_owner_head` index), and the owners' turn order from the turn index."""
     counts: dict[int, dict[str, int]] = {}
-    for priority, owner, n, first in (
-        queued.values_list("priority", "owner_key")
-        .annotate(n=Count("pk"), first=Min("created_at"))
-        .values_list("priority", "owner_key", "n", "first")
+    for priority, owner, n in (
+        RenderJob.objects.filter(lane=lane, status=JobStatus.QUEUED)
+        .values_list("priority", "owner_key")
+        .annotate(n=Count("pk"))
+        .values_list("priority", "owner_key", "n")
     ):
         counts.setdefault(priority, {})[owner] = n
-        oldest.setdefault(priority, {})[owner] = first
-    served: dict[int, dict[str, datetime]] = {}
-    owners = {owner for per_class in counts.values() for owner in per_class}
-    for priority, owner, at in OwnerTurn.objects.filter(
-        lane=lane, owner_key__in=list(owners)
-    ).values_list("priority", "owner_key", "last_served_at"):
-        served.setdefault(priority, {})[owner] = at
+    turn_of: dict[int, dict[str, int]] = {priority: {} for priority in counts}
+    for priority, owner in (
+        OwnerTurn.objects.filter(lane=lane, head_at__isnull=False)
+        .order_by("priority", "last_served_at", "head_at")
+        .values_list("priority", "owner_key")
+    ):
+        if owner in counts.get(priority, ()):
+            turn_of[priority][owner] = len(turn_of[priority])
+    for priority, per_class in counts.items():
+        # A job queued between the two reads, or a head the sweeper has yet to reconcile.
+        for owner in sorted(per_class.keys() - turn_of[priority].keys()):
+            turn_of[priority][owner] = len(turn_of[priority])
     classes = {
-        priority: ClassSnapshot(
-            total=sum(per_class.values()),
-            counts=per_class,
-            turn_of={
-                owner: turn
-                for turn, owner in enumerate(turn_order(oldest[priority], served.get(priority, {})))
-            },
-        )
+        priority: ClassSnapshot.build(per_class, turn_of[priority])
         for priority, per_class in counts.items()
     }
     return LaneSnapshot(
@@ -99,11 +152,50 @@ def _build_lane_snapshot(lane: str) -> LaneSnapshot:
     )
 
 
+# A stale snapshot is still served (while one process rebuilds it in the background) for up
+# to this many ticks; older than that, or none at all, the reader rebuilds it itself.
+_STALE_TICKS = 10
+_refreshing: set[str] = set()
+
+
+def _store(lane: str, snapshot: LaneSnapshot, tick: float) -> None:
+    cache.set(f"queue-snapshot:{lane}", snapshot, timeout=max(1, int(tick * _STALE_TICKS)))
+    with _local_lock:
+        _local_snapshots[lane] = snapshot
+
+
+def _refresh_in_background(lane: str, tick: float) -> None:
+    """Rebuilds the lane's snapshot off the request path: one thread per process at a time,
+    and one process in the fleet per tick (a cache lock)."""
+    with _local_lock:
+        if lane in _refreshing:
+            return
+        _refreshing.add(lane)
+    if not cache.add(f"queue-snapshot-lock:{lane}", 1, timeout=max(1, int(tick * 5))):
+        with _local_lock:
+            _refreshing.discard(lane)
+        return
+
+    def rebuild() -> None:
+        try:
+            _store(lane, _build_lane_snapshot(lane), tick)
+        except Exception:
+            logger.exception("queue snapshot of lane %s: rebuild failed", lane)
+        finally:
+            cache.delete(f"queue-snapshot-lock:{lane}")
+            with _local_lock:
+                _refreshing.discard(lane)
+            connection.close()
+
+    threading.Thread(target=rebuild, daemon=True, name=f"queue-snapshot-{lane}").start()
+
+
 def lane_snapshot(lane: str) -> LaneSnapshot:
-    """The lane's snapshot, at most QUEUE_POSITION_TICK_S old: kept in this process, shared
-    between processes through the cache (Redis in production), rebuilt by whoever finds it
-    stale. So a queue of 100,000 jobs costs one grouped read per lane per tick, however many
-    people are watching their position."""
+    """The lane's snapshot, kept in this process and shared between processes through the
+    cache (Redis in production). Once older than QUEUE_POSITION_TICK_S it is rebuilt in the
+    background by one process while readers keep the one they have, so a queue of 100,000
+    jobs costs one grouped read per lane per tick, off the request path, however many people
+    are watching their position."""
     tick = settings.QUEUE_POSITION_TICK_S
     if tick <= 0:
         return _build_lane_snapshot(lane)
@@ -111,14 +203,19 @@ def lane_snapshot(lane: str) -> LaneSnapshot:
     local = _local_snapshots.get(lane)
     if local is not None and now - local.built_at < tick:
         return local
-    key = f"queue-snapshot:{lane}"
-    shared = cache.get(key)
-    if not isinstance(shared, LaneSnapshot) or now - shared.built_at >= tick:
-        shared = _build_lane_snapshot(lane)
-        cache.set(key, shared, timeout=max(1, int(tick * 2)))
-    with _local_lock:
-        _local_snapshots[lane] = shared
-    return shared
+    shared = cache.get(f"queue-snapshot:{lane}")
+    if isinstance(shared, LaneSnapshot) and (local is None or shared.built_at > local.built_at):
+        with _local_lock:
+            _local_snapshots[lane] = shared
+        local = shared
+    if local is not None and now - local.built_at < tick:
+        return local
+    if local is not None and now - local.built_at < tick * _STALE_TICKS:
+        _refresh_in_background(lane, tick)
+        return local
+    built = _build_lane_snapshot(lane)
+    _store(lane, built, tick)
+    return built
 
 
 def queue_estimate(job: RenderJob) -> QueueEstimate | None:
@@ -140,15 +237,9 @@ def queue_estimate(job: RenderJob) -> QueueEstimate | None:
         priority=job.priority,
         created_at__lt=job.created_at,
     ).count()
-    others = 0
     mine = snapshot.classes.get(job.priority)
-    if mine is not None:
-        # An owner whose first job arrived after the snapshot is not in it: after everyone.
-        my_turn = mine.turn_of.get(job.owner_key, len(mine.turn_of))
-        for owner, n in mine.counts.items():
-            if owner != job.owner_key:
-                before_me = mine.turn_of[owner] < my_turn
-                others += min(n, mine_ahead + (1 if before_me else 0))
+    # An owner whose first job arrived after the snapshot is not in it: after everyone.
+    others = mine.jobs_ahead_from_others(job.owner_key, mine_ahead) if mine else 0
     position = higher + mine_ahead + others
     per_job = average_seconds(job.kind)
     eta = (position + snapshot.running) / snapshot.workers * per_job

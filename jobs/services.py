@@ -16,7 +16,7 @@ from engine.spec import RenderSpec
 from workstation.accounts.models import EndUser, User
 from workstation.errors import ConflictError, InvalidInput
 
-from . import dispatch
+from . import dispatch, turns
 from .finishing import job_finished_without_running
 from .kinds import TEST_RENDER
 from .models import JobStatus, RenderJob
@@ -53,6 +53,7 @@ def job_create(
         )
         job.token_sent_at = timezone.now()
         job.save()
+        turns.job_queued(job)
         dispatch.send_token(job.lane)
     logger.info("job %s created (kind=%s, lane=%s)", job.id, job.kind, job.lane)
     return job

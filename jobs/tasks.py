@@ -8,7 +8,7 @@ from celery.worker import state as worker_state
 from django.conf import settings
 
 from . import dispatch as dispatching
-from . import runner
+from . import runner, turns
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ def dispatch(self, lane: str) -> str | None:
 @shared_task(name="jobs.tasks.maintenance_sweep")
 def maintenance_sweep() -> dict:
     return dispatching.sweep()
+
+
+@shared_task(name="jobs.tasks.maintenance_reconcile_turns")
+def maintenance_reconcile_turns() -> int:
+    return turns.reconcile()
 
 
 @worker_shutdown.connect

@@ -378,6 +378,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "jobs.tasks.maintenance_sweep",
         "schedule": SWEEP_INTERVAL_S,
     },
+    # The turn index's safety net (jobs.turns.reconcile): one grouped read of the queue.
+    "queue-turns-reconcile": {
+        "task": "jobs.tasks.maintenance_reconcile_turns",
+        "schedule": env.float("QUEUE_RECONCILE_INTERVAL_S", default=60.0),
+    },
     "webhooks-sweep": {
         "task": "generations.tasks.maintenance_webhooks_sweep",
         "schedule": 60,

@@ -2,6 +2,11 @@
 
     python manage.py bench_queue --jobs 1000 --owners 100
     python manage.py bench_queue --jobs 2000 --owners 600 --estimate-error --arrivals 0.5
+    python manage.py bench_queue --jobs 100000 --owners 10000 --claimers 8
+
+``--claimers N`` then drains part of the queue with N claimer processes at once and reports
+claims per second and whether the fair order held (no owner served twice while another
+still waited for its first turn; each owner's jobs in arrival order).
 
 ``--estimate-error`` then drains the queue by the fair policy and compares, for a sample of
 jobs, the position reported while they waited with the number of jobs that really started
@@ -15,23 +20,62 @@ DATABASE_URL at a scratch database (docs/benchmarks.md shows the runs).
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
 from generations.kinds import GENERATION
-from jobs import dispatch
+from jobs import dispatch, turns
 from jobs.models import JobStatus, OwnerTurn, RenderJob, WorkerHeartbeat
 from jobs.selectors import queue_estimate
 from workstation.accounts.models import ApiClient, EndUser
 from workstation.accounts.services import api_client_create
 from workstation.ownership import owner_key
+
+
+def _claimer(worker: str, claims: int, start, results) -> None:
+    """One claimer process (forked): claims `claims` jobs, reports each claim's time."""
+    start.wait()
+    times = []
+    for _ in range(claims):
+        began = time.perf_counter()
+        job = dispatch.claim_next(lane="render", worker=worker)
+        times.append((time.perf_counter() - began) * 1000)
+        if job is None:
+            break
+    connections.close_all()
+    results.put(times)
+
+
+def _fairness(claimed: list[tuple], rounds: dict[str, int]) -> str:
+    """Order violations among claims (owner, created, started) sorted by start. `rounds`: how
+    often each owner with waiting work had been served before. A round violation: an owner
+    served again while another waiting owner had had fewer turns. A FIFO violation: an
+    owner's jobs out of arrival order. Concurrent claimers skip each other's locked owners,
+    so near-simultaneous claims may swap; these counts say how far that goes."""
+    waiting_at = Counter(rounds.values())  # turns had -> owners
+    last_created: dict[str, object] = {}
+    round_violations = fifo = 0
+    for owner, created, _started in claimed:
+        had = rounds.get(owner, 0)
+        if any(turns_had < had and n for turns_had, n in waiting_at.items()):
+            round_violations += 1
+        if owner in rounds:
+            waiting_at[had] -= 1
+            waiting_at[had + 1] += 1
+        rounds[owner] = had + 1
+        if owner in last_created and created < last_created[owner]:
+            fifo += 1
+        last_created[owner] = created
+    return f"round-robin violations {round_violations}; FIFO violations {fifo}"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -51,6 +95,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--arrivals", type=float, default=0.0, help="below 1, or the queue never drains"
         )
+        parser.add_argument("--claimers", type=int, default=0)
+        parser.add_argument("--concurrent-claims", type=int, default=4000)
 
     def handle(self, *args, jobs: int, owners: int, requests: int, claims: int, **options):
         self.estimate_error = options["estimate_error"]
@@ -75,11 +121,18 @@ class Command(BaseCommand):
             job.token_sent_at = now
             rows.append(job)
         RenderJob.objects.bulk_create(rows, batch_size=500)
+        # Rows inserted in bulk skip job_create: the sweeper's reconcile builds their turn
+        # index (jobs.turns), as it would after an import.
+        started = time.perf_counter()
+        turns.reconcile()
+        self.stdout.write(f"turn index built in {time.perf_counter() - started:.2f} s")
         WorkerHeartbeat.objects.update_or_create(
             name="bench-worker", defaults={"lanes": "render", "last_seen": timezone.now()}
         )
         try:
             self._measure(issued, end_users, rows, requests, claims)
+            if options["claimers"]:
+                self._concurrent_claims(options["claimers"], options["concurrent_claims"])
             if self.estimate_error:
                 self._estimate_error(issued, end_users, rows, requests)
         finally:
@@ -124,6 +177,50 @@ class Command(BaseCommand):
             f"mean {statistics.fmean(claim_times):.1f} ms"
         )
 
+    def _concurrent_claims(self, claimers: int, total: int) -> None:
+        """`claimers` processes claim `total` jobs between them as fast as they can."""
+        before = set(
+            RenderJob.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True)
+        )
+        # Turns already had by each owner with waiting work (the sequential claims above).
+        rounds = {
+            owner: int(served > turns.NEVER_SERVED)
+            for owner, served in OwnerTurn.objects.filter(
+                lane="render", head_at__isnull=False
+            ).values_list("owner_key", "last_served_at")
+        }
+        connections.close_all()  # each process opens its own connection
+        context = multiprocessing.get_context("fork")
+        start = context.Barrier(claimers + 1)
+        results = context.Queue()
+        share = total // claimers
+        processes = [
+            context.Process(target=_claimer, args=(f"bench-claimer-{n}", share, start, results))
+            for n in range(claimers)
+        ]
+        for process in processes:
+            process.start()
+        start.wait()
+        began = time.perf_counter()
+        latencies: list[float] = []
+        for _ in processes:
+            latencies.extend(results.get(timeout=600))
+        elapsed = time.perf_counter() - began
+        for process in processes:
+            process.join()
+        claimed = list(
+            RenderJob.objects.filter(status=JobStatus.RUNNING)
+            .exclude(pk__in=before)
+            .order_by("started_at")
+            .values_list("owner_key", "created_at", "started_at")
+        )
+        self.stdout.write(
+            f"{claimers} concurrent claimers: {len(claimed)} claims in {elapsed:.2f} s = "
+            f"{len(claimed) / elapsed:.0f} claims/s; claim p50 "
+            f"{statistics.median(latencies):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms; "
+            + _fairness(claimed, rounds)
+        )
+
     def _estimate_error(self, issued, end_users, rows, requests: int) -> None:
         waiting = list(
             RenderJob.objects.filter(pk__in=[r.pk for r in rows], status=JobStatus.QUEUED)
@@ -162,6 +259,7 @@ class Command(BaseCommand):
                 )
                 arrival.token_sent_at = timezone.now()
                 arrival.save()
+                turns.job_queued(arrival)
         errors = [started[pk] - position for pk, position in estimated.items()]
         absolute = [abs(e) for e in errors]
         relative = [

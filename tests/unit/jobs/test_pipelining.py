@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from jobs import dispatch, providers
+from jobs import dispatch, providers, turns
 from jobs.kinds import TEST_RENDER
 from jobs.models import JobStatus, RenderJob
 from jobs.pipelining import BackgroundFinishing
@@ -84,6 +84,7 @@ def queued_job(spec, user):
     (a token on the broker could reach another test's worker process)."""
     job = dispatch.prepare_job(RenderJob(kind=TEST_RENDER, spec=spec, created_by=user))
     job.save()
+    turns.job_queued(job)
     return job
 
 

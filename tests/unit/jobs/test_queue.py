@@ -416,3 +416,31 @@ def test_positions_share_one_lane_snapshot_per_tick(make_user, settings, django_
     cache.clear()  # the next tick
     assert selectors.queue_estimate(a_jobs[2]).position == 3  # A0, B0, A1 before it
     assert selectors.queue_estimate(b_job).position == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_snapshot_is_served_while_one_rebuild_runs_in_the_background(make_user, settings):
+    """Past its tick a snapshot is still served (readers never wait for the grouped read of a
+    long queue); one background rebuild replaces it."""
+    from dataclasses import replace
+
+    from django.core.cache import cache
+
+    from ...workers import wait_for
+
+    settings.QUEUE_POSITION_TICK_S = 60
+    a_jobs = queue(make_user("operator"), 2)
+    built = selectors.lane_snapshot("render")
+    aged = replace(built, built_at=built.built_at - 61)  # its tick has passed
+    selectors._local_snapshots["render"] = aged
+    cache.set("queue-snapshot:render", aged)
+    newcomer = queue(make_user("operator"), 1)[0]
+
+    assert selectors.lane_snapshot("render") is aged  # served at once, not rebuilt inline
+    fresh = wait_for(
+        lambda: (s := selectors.lane_snapshot("render")).built_at > built.built_at and s,
+        timeout=30,
+        what="the background rebuild",
+    )
+    assert fresh.classes[a_jobs[0].priority].counts[newcomer.owner_key] == 1
+    assert cache.get("queue-snapshot:render").built_at == fresh.built_at  # shared
