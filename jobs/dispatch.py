@@ -110,13 +110,12 @@ class _ClaimSql:
     CLEAR_HEAD = "UPDATE {turn} SET head_at = NULL WHERE id = %s"
     START = (
         "UPDATE {job} SET status = 'running', started_at = %s, attempts = attempts + 1, "
-        "worker = %s, lease_expires_at = %s WHERE id = %s"
+        "worker = %s, lease_expires_at = %s WHERE id = %s RETURNING *"
     )
     SERVED = (
         "UPDATE {turn} SET last_served_at = %s, head_at = (SELECT created_at {owner_jobs} "
         "ORDER BY created_at LIMIT 1) WHERE id = %s"
     )
-    FETCH = "SELECT * FROM {job} WHERE id = %s"
     EXPIRED = (
         "SELECT 1 FROM {job} WHERE status = 'queued' AND deadline_at IS NOT NULL "
         "AND deadline_at < %s LIMIT 1"
@@ -138,7 +137,6 @@ class _ClaimSql:
         self.clear_head = self.CLEAR_HEAD.format(**names)
         self.start = self.START.format(**names)
         self.served = self.SERVED.format(**names)
-        self.fetch = self.FETCH.format(**names)
         self.expired = self.EXPIRED.format(**names)
 
     @classmethod
@@ -202,9 +200,10 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
                 tried.pop()
                 continue
             lease = now + timedelta(seconds=settings.JOB_LEASE_S)
-            cursor.execute(sql.start, [at, worker, _db_time(lease), job_id])
+            job = next(
+                iter(RenderJob.objects.raw(sql.start, [at, worker, _db_time(lease), job_id]))
+            )
             cursor.execute(sql.served, [at, lane, priority, owner, turn_id])
-            job = next(iter(RenderJob.objects.raw(sql.fetch, [job_id])))
             logger.info("job %s claimed by %s (attempt %d)", job.id, worker, job.attempts)
             return job
 
