@@ -86,6 +86,12 @@ def _skip_locked(queryset: QuerySet[RenderJob]) -> QuerySet[RenderJob]:
 BATCH_FILL_OWNER_WINDOW = 256
 
 
+# A claim scans again (at most _CLAIM_REREADS times) when the owner it found was served less
+# than _CLAIM_RACE_S before the scan: another claimer may have moved it to the back meanwhile.
+_CLAIM_REREADS = 3
+_CLAIM_RACE_S = timedelta(seconds=2)
+
+
 class _ClaimSql:
     """The claim's statements, written once per database vendor: a claim runs hundreds of
     times a second at scale, and building its queries through the ORM each time cost more CPU
@@ -99,7 +105,8 @@ class _ClaimSql:
         "FROM {job} WHERE lane = %s AND status = 'queued' AND priority = %s AND owner_key = %s"
     )
     TURN = (
-        "SELECT id, priority, owner_key FROM {turn} WHERE lane = %s AND head_at IS NOT NULL "
+        "SELECT id, priority, owner_key, last_served_at FROM {turn} "
+        "WHERE lane = %s AND head_at IS NOT NULL "
         "{tried} ORDER BY priority, last_served_at, head_at LIMIT 1{lock}"
     )
     HEAD = (
@@ -174,13 +181,29 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
         if cursor.fetchone():
             abort_expired(now=now)
     tried: list[int] = []
+    rereads = 0
+    suspect: int | None = None
     with transaction.atomic(), connection.cursor() as cursor:
         while True:
+            scan_started = timezone.now()
             cursor.execute(sql.next_turn(len(tried)), [lane, *tried])
             turn = cursor.fetchone()
             if turn is None:
                 return None
-            turn_id, priority, owner = turn
+            turn_id, priority, owner, last_served = turn
+            if (
+                isinstance(last_served, datetime)
+                and last_served >= scan_started - _CLAIM_RACE_S
+                and turn_id != suspect
+                and rereads < _CLAIM_REREADS
+            ):
+                # Served moments ago, maybe by another claimer while we scanned: PostgreSQL
+                # then locks the row's new version without re-checking the order (its turn
+                # is now at the back). We hold it, so a new scan sees the committed order
+                # and either returns it again (it is first: take it) or the owner that is.
+                suspect = turn_id
+                rereads += 1
+                continue
             tried.append(turn_id)
             # The time of the claim is taken once the owner is held, so that turns and start
             # times follow the order claims really happened in, whatever the claimers' speed.

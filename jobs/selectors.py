@@ -164,55 +164,75 @@ def _store(lane: str, snapshot: LaneSnapshot, tick: float) -> None:
         _local_snapshots[lane] = snapshot
 
 
+def _adopt(lane: str, snapshot: object) -> LaneSnapshot | None:
+    """Keeps a snapshot read from the cache in this process if it is newer than ours."""
+    if not isinstance(snapshot, LaneSnapshot):
+        return _local_snapshots.get(lane)
+    with _local_lock:
+        local = _local_snapshots.get(lane)
+        if local is None or snapshot.built_at > local.built_at:
+            _local_snapshots[lane] = local = snapshot
+    return local
+
+
+def _refresh(lane: str, tick: float) -> None:
+    """Takes the fleet's newer snapshot from the cache, or rebuilds it if that one is stale
+    too and no other process is rebuilding it (a cache lock)."""
+    current = _adopt(lane, cache.get(f"queue-snapshot:{lane}"))
+    if current is not None and time.time() - current.built_at < tick:
+        return
+    lock = f"queue-snapshot-lock:{lane}"
+    if not cache.add(lock, 1, timeout=max(1, int(tick * 5))):
+        return
+    try:
+        _store(lane, _build_lane_snapshot(lane), tick)
+    finally:
+        cache.delete(lock)
+
+
 def _refresh_in_background(lane: str, tick: float) -> None:
-    """Rebuilds the lane's snapshot off the request path: one thread per process at a time,
-    and one process in the fleet per tick (a cache lock)."""
+    """`_refresh` off the request path, one thread per process and lane at a time."""
     with _local_lock:
         if lane in _refreshing:
             return
         _refreshing.add(lane)
-    if not cache.add(f"queue-snapshot-lock:{lane}", 1, timeout=max(1, int(tick * 5))):
-        with _local_lock:
-            _refreshing.discard(lane)
-        return
 
-    def rebuild() -> None:
+    def run() -> None:
         try:
-            _store(lane, _build_lane_snapshot(lane), tick)
+            _refresh(lane, tick)
         except Exception:
-            logger.exception("queue snapshot of lane %s: rebuild failed", lane)
+            logger.exception("queue snapshot of lane %s: refresh failed", lane)
         finally:
-            cache.delete(f"queue-snapshot-lock:{lane}")
             with _local_lock:
                 _refreshing.discard(lane)
             connection.close()
 
-    threading.Thread(target=rebuild, daemon=True, name=f"queue-snapshot-{lane}").start()
+    threading.Thread(target=run, daemon=True, name=f"queue-snapshot-{lane}").start()
 
 
 def lane_snapshot(lane: str) -> LaneSnapshot:
     """The lane's snapshot, kept in this process and shared between processes through the
-    cache (Redis in production). Once older than QUEUE_POSITION_TICK_S it is rebuilt in the
-    background by one process while readers keep the one they have, so a queue of 100,000
-    jobs costs one grouped read per lane per tick, off the request path, however many people
-    are watching their position."""
+    cache (Redis in production). Once older than QUEUE_POSITION_TICK_S, a background thread
+    fetches the fleet's newer one or, if none, rebuilds it (one process at a time), while
+    readers keep the one they have: a queue of 100,000 jobs costs one grouped read per lane
+    per tick, off the request path, however many people are watching their position. Only a
+    process with no snapshot (or one over _STALE_TICKS old) reads or builds it inline."""
     tick = settings.QUEUE_POSITION_TICK_S
     if tick <= 0:
         return _build_lane_snapshot(lane)
-    now = time.time()
     local = _local_snapshots.get(lane)
-    if local is not None and now - local.built_at < tick:
-        return local
-    shared = cache.get(f"queue-snapshot:{lane}")
-    if isinstance(shared, LaneSnapshot) and (local is None or shared.built_at > local.built_at):
-        with _local_lock:
-            _local_snapshots[lane] = shared
-        local = shared
-    if local is not None and now - local.built_at < tick:
-        return local
-    if local is not None and now - local.built_at < tick * _STALE_TICKS:
-        _refresh_in_background(lane, tick)
-        return local
+    if local is not None:
+        age = time.time() - local.built_at
+        if age < tick:
+            return local
+        if age < tick * _STALE_TICKS:
+            _refresh_in_background(lane, tick)
+            return local
+    shared = _adopt(lane, cache.get(f"queue-snapshot:{lane}"))
+    if shared is not None and time.time() - shared.built_at < tick * _STALE_TICKS:
+        if time.time() - shared.built_at >= tick:
+            _refresh_in_background(lane, tick)
+        return shared
     built = _build_lane_snapshot(lane)
     _store(lane, built, tick)
     return built
