@@ -8,7 +8,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.core.cache import cache
@@ -103,6 +103,9 @@ class ClassSnapshot:
         return capped + earlier
 
 
+_BUILD_SHARE = 10
+
+
 @dataclass(frozen=True)
 class LaneSnapshot:
     """What every position estimate of a lane needs, read once per tick and shared."""
@@ -111,6 +114,13 @@ class LaneSnapshot:
     classes: dict[int, ClassSnapshot]
     running: int
     workers: int
+    build_seconds: float = 0.0
+
+    def lifetime(self, tick: float) -> float:
+        """How long this snapshot stays fresh: a tick, or ten times what building it took,
+        so that rebuilding a very long queue's snapshot never takes more than a tenth of one
+        process's time (positions a few seconds old, at 100,000 jobs waiting)."""
+        return max(tick, self.build_seconds * _BUILD_SHARE)
 
 
 _local_snapshots: dict[str, LaneSnapshot] = {}
@@ -118,6 +128,12 @@ _local_lock = threading.Lock()
 
 
 def _build_lane_snapshot(lane: str) -> LaneSnapshot:
+    started = time.perf_counter()
+    snapshot = _read_lane_snapshot(lane)
+    return replace(snapshot, build_seconds=time.perf_counter() - started)
+
+
+def _read_lane_snapshot(lane: str) -> LaneSnapshot:
     """Two reads: queued jobs counted per class and owner (an index-only scan of the
     `job_queued_owner_head` index), and the owners' turn order from the turn index."""
     counts: dict[int, dict[str, int]] = {}
@@ -159,7 +175,8 @@ _refreshing: set[str] = set()
 
 
 def _store(lane: str, snapshot: LaneSnapshot, tick: float) -> None:
-    cache.set(f"queue-snapshot:{lane}", snapshot, timeout=max(1, int(tick * _STALE_TICKS)))
+    timeout = max(1, int(snapshot.lifetime(tick) * _STALE_TICKS))
+    cache.set(f"queue-snapshot:{lane}", snapshot, timeout=timeout)
     with _local_lock:
         _local_snapshots[lane] = snapshot
 
@@ -179,7 +196,7 @@ def _refresh(lane: str, tick: float) -> None:
     """Takes the fleet's newer snapshot from the cache, or rebuilds it if that one is stale
     too and no other process is rebuilding it (a cache lock)."""
     current = _adopt(lane, cache.get(f"queue-snapshot:{lane}"))
-    if current is not None and time.time() - current.built_at < tick:
+    if current is not None and time.time() - current.built_at < current.lifetime(tick):
         return
     lock = f"queue-snapshot-lock:{lane}"
     if not cache.add(lock, 1, timeout=max(1, int(tick * 5))):
@@ -212,7 +229,8 @@ def _refresh_in_background(lane: str, tick: float) -> None:
 
 def lane_snapshot(lane: str) -> LaneSnapshot:
     """The lane's snapshot, kept in this process and shared between processes through the
-    cache (Redis in production). Once older than QUEUE_POSITION_TICK_S, a background thread
+    cache (Redis in production). Once older than its lifetime (QUEUE_POSITION_TICK_S, or ten
+    times what it took to build for a very long queue), a background thread
     fetches the fleet's newer one or, if none, rebuilds it (one process at a time), while
     readers keep the one they have: a queue of 100,000 jobs costs one grouped read per lane
     per tick, off the request path, however many people are watching their position. Only a
@@ -223,16 +241,18 @@ def lane_snapshot(lane: str) -> LaneSnapshot:
     local = _local_snapshots.get(lane)
     if local is not None:
         age = time.time() - local.built_at
-        if age < tick:
+        if age < local.lifetime(tick):
             return local
-        if age < tick * _STALE_TICKS:
+        if age < local.lifetime(tick) * _STALE_TICKS:
             _refresh_in_background(lane, tick)
             return local
     shared = _adopt(lane, cache.get(f"queue-snapshot:{lane}"))
-    if shared is not None and time.time() - shared.built_at < tick * _STALE_TICKS:
-        if time.time() - shared.built_at >= tick:
-            _refresh_in_background(lane, tick)
-        return shared
+    if shared is not None:
+        age = time.time() - shared.built_at
+        if age < shared.lifetime(tick) * _STALE_TICKS:
+            if age >= shared.lifetime(tick):
+                _refresh_in_background(lane, tick)
+            return shared
     built = _build_lane_snapshot(lane)
     _store(lane, built, tick)
     return built
