@@ -131,6 +131,8 @@ class _ClaimSql:
     def __init__(self) -> None:
         q = connection.ops.quote_name
         skip_locked = connection.features.has_select_for_update_skip_locked
+        # Claimers that run at once (PostgreSQL); SQLite serialises them.
+        self.concurrent = skip_locked
         names = {
             "turn": q(OwnerTurn._meta.db_table),
             "job": q(RenderJob._meta.db_table),
@@ -192,7 +194,7 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
                 return None
             turn_id, priority, owner, last_served = turn
             if (
-                isinstance(last_served, datetime)
+                sql.concurrent
                 and last_served >= scan_started - _CLAIM_RACE_S
                 and turn_id != suspect
                 and rereads < _CLAIM_REREADS
