@@ -7,23 +7,46 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.events import job_topic
+from jobs.streams import PositionWatch
 from workstation.api.permissions import IsApiClient, IsOperator
 from workstation.api.scoping import ConsumerScopedMixin
-from workstation.api.sse import EventStreamNegotiation, state_stream
+from workstation.api.sse import EventStreamView, event_stream
 
 from . import consent as agreement
 from . import services
 from .audit import actor_of, audit
+from .events import avatar_topic
 from .models import Avatar, AvatarStatus, ConsentRecord
-from .selectors import avatar_queue_estimate
+from .selectors import avatar_queue_estimate, avatar_training_eta, avatar_training_job
 
 # --- Consent -------------------------------------------------------------------------------------
+
+
+class ConsentItemSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="Stable in every language; send it back in `items`")
+    title = serializers.CharField()
+    text = serializers.CharField()
+
+
+class ConsentDocumentSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    language = serializers.ChoiceField(
+        choices=agreement.LANGUAGES, help_text="The language shown, also in Content-Language"
+    )
+    hash = serializers.CharField(
+        help_text="SHA-256 of this language version: send it back as `agreement_hash`"
+    )
+    items = ConsentItemSerializer(many=True)
+    promises = serializers.ListField(child=serializers.CharField())
+    age_confirmation = serializers.CharField()
+    text = serializers.CharField(help_text="The whole agreement as one text: show it verbatim")
 
 
 class ConsentCurrentView(APIView):
@@ -31,17 +54,34 @@ class ConsentCurrentView(APIView):
 
     @extend_schema(
         summary="The current consent agreement (show it verbatim)",
-        responses={200: OpenApiTypes.OBJECT},
+        description=(
+            "English or Simplified Chinese by `Accept-Language` (zh, zh-CN, zh-Hans: Simplified "
+            "Chinese; otherwise English). The answer names its language in `language` and the "
+            "`Content-Language` header. Each language version has its own `hash`."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "Accept-Language",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="e.g. `zh-CN`, `zh-Hans`, `en`; q-values are honoured",
+            )
+        ],
+        responses={200: ConsentDocumentSerializer},
     )
     def get(self, request):
-        document = agreement.agreement_document()
-        return Response(
+        language = agreement.language_for(request.headers.get("Accept-Language", ""))
+        document = agreement.agreement_document(language)
+        body = ConsentDocumentSerializer(
             {
                 **document,
+                "language": language,
                 "hash": agreement.agreement_hash(document),
                 "text": agreement.agreement_text(document),
             }
-        )
+        ).data
+        return Response(body, headers={"Content-Language": language, "Vary": "Accept-Language"})
 
 
 class ConsentSerializer(serializers.ModelSerializer):
@@ -51,6 +91,7 @@ class ConsentSerializer(serializers.ModelSerializer):
             "id",
             "agreement_version",
             "agreement_hash",
+            "language",
             "items",
             "age_confirmation",
             "created_at",
@@ -238,9 +279,8 @@ class AvatarDetailView(ConsumerScopedMixin, generics.RetrieveDestroyAPIView):
         )
 
 
-class AvatarEventsView(ConsumerScopedMixin, generics.GenericAPIView):
+class AvatarEventsView(EventStreamView, ConsumerScopedMixin, generics.GenericAPIView):
     serializer_class = AvatarSerializer
-    content_negotiation_class = EventStreamNegotiation
 
     def scoped_queryset(self):
         return Avatar.objects.filter(is_test_avatar=False)
@@ -259,8 +299,10 @@ class AvatarEventsView(ConsumerScopedMixin, generics.GenericAPIView):
             current = Avatar.objects.filter(pk=avatar.pk).first()
             return None if current is None else dict(AvatarSerializer(current).data)
 
-        return state_stream(
+        job = avatar_training_job(avatar=avatar)
+        return event_stream(
             stream_id=str(avatar.pk),
+            topics=[avatar_topic(avatar.pk)] + ([job_topic(job.pk)] if job else []),
             read=read,
             snapshot=lambda body: (
                 body["status"],
@@ -269,6 +311,7 @@ class AvatarEventsView(ConsumerScopedMixin, generics.GenericAPIView):
                 len(body["photo_issues"]),
             ),
             is_final=lambda body: body["status"] in (AvatarStatus.READY, AvatarStatus.FAILED),
+            overlay=PositionWatch(job, adjust=avatar_training_eta()) if job else None,
         )
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 
 from credits import services as credits
 from credits.models import CreditType
+from jobs.events import job_changed
 from jobs.finishing import job_finished_without_running
 from jobs.models import JobStatus, OwnerTurn, RenderJob, RenderOutput
 from jobs.services import job_create
@@ -39,6 +40,7 @@ from workstation.storage import delete_objects
 from . import consent as agreement
 from . import crypto
 from .audit import actor_of, audit
+from .events import avatar_changed
 from .intake import PhotosRejected, ReceivedPhotos, ScreenedPhotos, receive_photos, screen_photos
 from .kinds import TRAINING
 from .models import (
@@ -61,8 +63,8 @@ PROGRESS_MIN_INTERVAL_S = 1.0
 def consent_give(
     *, principal: ConsumerPrincipal, agreement_hash: str, items: list[str], age_confirmation: str
 ) -> ConsentRecord:
-    document = agreement.agreement_document()
-    if agreement_hash != agreement.agreement_hash(document):
+    language = agreement.current_hashes().get(agreement_hash)
+    if language is None:
         raise InvalidInput(
             {
                 "agreement_hash": [
@@ -70,6 +72,7 @@ def consent_give(
                 ]
             }
         )
+    document = agreement.agreement_document(language)
     required = {item["key"] for item in document["items"]}
     missing = required - set(items)
     if missing:
@@ -88,6 +91,7 @@ def consent_give(
         end_user=principal.end_user,
         agreement_version=document["version"],
         agreement_hash=agreement_hash,
+        language=language,
         text_shown=agreement.agreement_text(document),
         items=sorted(required),
         age_confirmation=age_confirmation,
@@ -217,7 +221,7 @@ def avatar_create(
     consent = ConsentRecord.objects.owned_by(principal).filter(pk=consent_id).first()
     if consent is None or not consent.is_active:
         raise InvalidInput({"consent": ["No active consent with this id for this end user."]})
-    if consent.agreement_hash != agreement.agreement_hash():
+    if consent.agreement_hash not in agreement.current_hashes():
         raise InvalidInput({"consent": ["The agreement has changed; ask for consent again."]})
     _check_quota(end_user)
     if (
@@ -300,6 +304,7 @@ def _claim_for_training(avatar_id: str) -> Avatar | None:
         avatar.attempts += 1
         avatar.started_at = timezone.now()
         avatar.save(update_fields=["status", "attempts", "started_at"])
+        avatar_changed(avatar.pk)
     return avatar
 
 
@@ -370,6 +375,7 @@ def _screen_stored_uploads(avatar: Avatar, data_key: bytes) -> ScreenedPhotos | 
         photo_issues=door_issues + [issue.as_detail() for issue in screened.dropped],
         photo_count=len(screened.crops),
     )
+    avatar_changed(owner)
     logger.info(
         "avatar %s: screening kept %d photos, dropped %d",
         owner,
@@ -408,6 +414,7 @@ def _finish_failed(
     if issues is not None:
         changes["photo_issues"] = issues
     Avatar.objects.filter(pk=avatar.pk).update(**changes)
+    avatar_changed(avatar.pk)
     logger.info("avatar %s failed: %s", avatar.pk, code)
     return TrainingOutcome(False, code, reason, tuple(issues or ()))
 
@@ -481,8 +488,10 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
             return
         last["write"] = now
         Avatar.objects.filter(pk=owner).update(progress_step=step, progress_total=total)
+        avatar_changed(owner)
         if job is not None:
             type(job).objects.filter(pk=job.pk).update(progress_step=step, progress_total=total)
+            job_changed(job.pk)
 
     def erased() -> bool:
         return not Avatar.objects.filter(pk=owner).exists()
@@ -499,6 +508,7 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
         Avatar.objects.filter(pk=owner).update(
             status=AvatarStatus.TRAINING, progress_total=config.steps, progress_step=0
         )
+        avatar_changed(owner)
         registry = get_registry()
         trained = train_avatar_lora(
             pipeline=get_engine().pipeline(),
@@ -549,6 +559,7 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
             finished_at=timezone.now(),
             last_used_at=timezone.now(),
         )
+        avatar_changed(owner)
     audit(
         actor=f"system:training:{owner}",
         action="avatar_trained",
@@ -598,6 +609,7 @@ def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
     avatar_id = str(avatar.pk)
     Avatar.objects.filter(pk=avatar.pk).update(wrapped_data_key=None, reference_embedding=None)
     Avatar.objects.filter(pk=avatar.pk).delete()
+    avatar_changed(avatar_id)  # its streams end
     audit(
         actor=actor,
         action="avatar_erased",
@@ -706,6 +718,7 @@ def end_user_export(*, principal: ConsumerPrincipal) -> bytes:
                         "id": str(record.id),
                         "version": record.agreement_version,
                         "hash": record.agreement_hash,
+                        "language": record.language,
                         "text_shown": record.text_shown,
                         "items": record.items,
                         "age_confirmation": record.age_confirmation,

@@ -17,15 +17,17 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.events import job_topic
 from jobs.models import TERMINAL_STATUSES, RenderJob
 from jobs.selectors import queue_estimate
 from jobs.services import job_cancel
+from jobs.streams import PositionWatch
 from templates_studio.services import template_stats_record
 from workstation.api.authentication import consumer_principal
 from workstation.api.headers import JOB_HEADERS, cancel_after, idempotency_key
 from workstation.api.permissions import IsConsumer
 from workstation.api.scoping import consumer_owned
-from workstation.api.sse import EventStreamNegotiation, state_stream
+from workstation.api.sse import EventStreamView, event_stream
 
 from . import services
 from .kinds import CONSUMER_KINDS
@@ -165,11 +167,9 @@ class GenerationRefineView(GenerationScope, generics.GenericAPIView):
         )
 
 
-class GenerationEventsView(GenerationScope, generics.GenericAPIView):
+class GenerationEventsView(EventStreamView, GenerationScope, generics.GenericAPIView):
     """Server-sent events: one `state` event per change (with an id), until the job ends or
     the stream's time runs out (the client reconnects; polling GET is the fallback)."""
-
-    content_negotiation_class = EventStreamNegotiation
 
     @extend_schema(
         summary="Progress as server-sent events",
@@ -182,8 +182,9 @@ class GenerationEventsView(GenerationScope, generics.GenericAPIView):
             current = RenderJob.objects.filter(pk=job.pk).first()
             return None if current is None else job_json(current, request)
 
-        return state_stream(
+        return event_stream(
             stream_id=str(job.pk),
+            topics=[job_topic(job.pk)],
             read=read,
             snapshot=lambda body: (
                 body["status"],
@@ -191,6 +192,7 @@ class GenerationEventsView(GenerationScope, generics.GenericAPIView):
                 body["queue"]["position"] if body["queue"] else None,
             ),
             is_final=lambda body: body["status"] in TERMINAL_STATUSES,
+            overlay=PositionWatch(job),
         )
 
 

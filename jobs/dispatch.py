@@ -34,6 +34,7 @@ from workstation.ownership import owner_key
 
 from . import registry, turns
 from .assets import with_placeholder_images
+from .events import job_changed
 from .finishing import job_finished_without_running, retry_pending_hooks
 from .models import JobStatus, OwnerTurn, RenderJob, WorkerHeartbeat
 
@@ -229,6 +230,7 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
                 iter(RenderJob.objects.raw(sql.start, [at, worker, _db_time(lease), job_id]))
             )
             cursor.execute(sql.served, [at, lane, priority, owner, turn_id])
+            job_changed(job.pk)
             logger.info("job %s claimed by %s (attempt %d)", job.id, worker, job.attempts)
             return job
 
@@ -315,6 +317,7 @@ def _start(job: RenderJob, *, worker: str, now: datetime) -> None:
     job.worker = worker
     job.lease_expires_at = now + timedelta(seconds=settings.JOB_LEASE_S)
     job.save(update_fields=["status", "started_at", "attempts", "worker", "lease_expires_at"])
+    job_changed(job.pk)
     logger.info("job %s claimed by %s (attempt %d)", job.id, worker, job.attempts)
 
 
@@ -493,6 +496,7 @@ def _recover_expired(pk: uuid.UUID, now: datetime) -> str | None:
         started_at=None,
     )
     turns.job_queued(locked)
+    job_changed(locked.pk)
     return "requeued"
 
 

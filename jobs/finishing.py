@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import registry, turns
+from .events import job_changed
 from .models import JobStatus, RenderJob
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def run_finished_hooks(job: RenderJob, *, only: list[str] | None = None) -> list
 def announce_finished(job: RenderJob) -> None:
     """Reloads the job in its terminal state and runs its hooks (same transaction)."""
     job.refresh_from_db()
+    job_changed(job.pk)  # every terminal state passes here; published on commit
     run_finished_hooks(job)
 
 

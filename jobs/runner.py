@@ -30,6 +30,7 @@ from workstation.engine_host import get_engine
 
 from . import dispatch, providers, registry
 from .assets import resolve_asset_refs
+from .events import job_changed, jobs_changed
 from .finishing import announce_finished, job_finished_without_running
 from .models import JobStatus, Lane, RenderJob, RenderOutput
 from .pipelining import BackgroundFinishing
@@ -71,6 +72,7 @@ def _progress_writer(job: RenderJob) -> Callable[[int, int], None]:
         RenderJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
             progress_step=step, progress_total=total
         )
+        job_changed(job.pk)
 
     return on_progress
 
@@ -325,6 +327,7 @@ def _start_render_batch(jobs: list[RenderJob]) -> Completion | None:
             RenderJob.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(
                 progress_step=step, progress_total=total
             )
+            jobs_changed(ids)
 
         pending = get_engine().start_render_batch(
             specs,

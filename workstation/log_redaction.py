@@ -1,6 +1,6 @@
 """Signed links are capabilities: whoever reads one can fetch the image until it expires. They
-never reach a log: the access log (gunicorn) and Django's request log see
-`/api/v1/files/<redacted>` instead."""
+never reach a log: the access log (gunicorn's, or uvicorn's under the uvicorn workers the
+Procfile runs) and Django's request log see `/api/v1/files/<redacted>` instead."""
 
 from __future__ import annotations
 
@@ -28,7 +28,18 @@ class RedactSignedLinks(logging.Filter):
 
 
 class RedactingAccessLogger(GunicornLogger):
-    """gunicorn's logger with signed links cut out of the access log line."""
+    """gunicorn's logger with signed links cut out of the access log line.
+
+    With uvicorn workers the access line is written by uvicorn's "uvicorn.access" logger, never
+    through `atoms`; the worker hands it gunicorn's access and error handlers, so the filter
+    set on those handlers here redacts uvicorn's lines as well."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.access_log, self.error_log):
+            for handler in log.handlers:
+                if not any(isinstance(f, RedactSignedLinks) for f in handler.filters):
+                    handler.addFilter(RedactSignedLinks())
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)

@@ -84,7 +84,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "workstation.urls"
-WSGI_APPLICATION = "workstation.wsgi.application"
+WSGI_APPLICATION = "workstation.wsgi.application"  # manage.py runserver, the test live server
+# What the Procfile serves (gunicorn with uvicorn workers): event streams wait without a thread.
+ASGI_APPLICATION = "workstation.asgi.application"
 AUTH_USER_MODEL = "accounts.User"
 # Django's model backend behind the per-account sign-in lockout (accounts/lockout.py).
 AUTHENTICATION_BACKENDS = ["workstation.accounts.backends.LockoutModelBackend"]
@@ -349,6 +351,29 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 OUTPUT_URL_TTL_S = env.int("OUTPUT_URL_TTL_S", default=300)
 # Server-sent event streams end after this long; clients reconnect (the stream says so).
 SSE_MAX_SECONDS = env.float("SSE_MAX_SECONDS", default=55.0)
+
+
+def _default_notify_url() -> str:
+    """The Redis already configured for the cache or the broker, else in-process."""
+    for url in (env.str("CACHE_URL", default=""), CELERY_BROKER_URL):
+        if url.startswith(("redis://", "rediss://")):
+            return url
+    return "local"
+
+
+# Event streams wait for notifications (workstation/pubsub.py): Redis pub/sub, or "local"
+# (in-process: the embedded default, where the worker's changes are seen by polling).
+NOTIFY_URL = env.str("NOTIFY_URL", default=_default_notify_url())
+# A waiting stream re-reads its row this often even without a notification (0: never). On by
+# default only with the in-process notifier, which cannot hear the worker process.
+_NOTIFY_BY_REDIS = NOTIFY_URL.startswith(("redis://", "rediss://", "unix://"))
+SSE_POLL_S = env.float("SSE_POLL_S", default=0.0 if _NOTIFY_BY_REDIS else 1.0)
+# Threads per web process that run event-stream requests' synchronous parts (opening a stream:
+# authentication, scoping, its reads); waiting streams hold none.
+SSE_THREADS = env.int("SSE_THREADS", default=4)
+# A stream sends a change of queue position alone at most this often (status and progress at
+# once; reaching the front at once): when the queue moves, every watcher's position moves.
+SSE_POSITION_EVERY_S = env.float("SSE_POSITION_EVERY_S", default=5.0)
 # Generations included with each trained avatar; beyond this each costs a generation credit.
 AVATAR_GENERATION_ALLOWANCE = env.int("AVATAR_GENERATION_ALLOWANCE", default=50)
 # Credits are required for training and extra generations (partners grant them).

@@ -16,6 +16,7 @@ from jobs.models import RenderJob
 from ... import photos as P
 from ...factories import give_consent
 from ...storage_utils import list_objects
+from ...streams import stream_text
 from .conftest import train, upload
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +221,7 @@ def test_avatar_events_stream_reports_screening_outcome(consumer, settings):
     response = client.get(f"/api/v1/avatars/{avatar_id}/events", HTTP_ACCEPT="text/event-stream")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
-    text = b"".join(response.streaming_content).decode()
+    text = stream_text(response)
     event = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])
     assert event["status"] == "failed"
     assert _codes(event["photo_issues"]) == {"photos.2": "no_face"}

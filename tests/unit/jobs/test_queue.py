@@ -17,6 +17,7 @@ from templates_studio.kinds import PREVIEW
 from workstation.accounts.models import EndUser
 
 from ...factories import published_template, ready_consumer_avatar
+from ...streams import stream_text
 
 pytestmark = pytest.mark.django_db
 
@@ -279,7 +280,7 @@ def test_server_sent_events_stream_states(shop, settings):
     response = shop.get(job["urls"]["events"], HTTP_ACCEPT="text/event-stream")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
-    text = b"".join(response.streaming_content).decode()
+    text = stream_text(response)
     assert "retry: 2000" in text and "event: state" in text and f"id: {job['id']}:1" in text
     assert '"status": "queued"' in text
 

@@ -239,7 +239,8 @@ def test_terminal_jobs_of_end_users_record_events_and_send_them_after_commit(
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         canceled = canceled_job(end_user)
-    assert len(callbacks) == 2  # the job's dispatch token and the event's delivery task
+    # The job's dispatch token, the notification of its streams and the event's delivery task.
+    assert len(callbacks) == 3
     failed = failed_job(end_user)
 
     events = {d.payload["id"]: d for d in WebhookDelivery.objects.all()}

@@ -63,3 +63,26 @@ def test_gunicorn_access_atoms_are_redacted():
 
     atoms = logger.atoms(Response(), Request(), environ, datetime.timedelta(seconds=0.1))
     assert TOKEN not in "".join(str(v) for v in atoms.values())
+
+
+def test_uvicorn_access_lines_are_redacted_through_gunicorns_handlers():
+    """The Procfile's uvicorn workers log each request with uvicorn's own access logger, to
+    which the worker gives gunicorn's access handlers (uvicorn/workers.py)."""
+    from gunicorn.config import Config
+
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    logger = RedactingAccessLogger(cfg)
+    assert logger.access_log.handlers
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/api/v1/files/{TOKEN}", "1.1", 200),
+        None,
+    )
+    for handler in logger.access_log.handlers:
+        assert handler.filter(record)
+    assert TOKEN not in record.getMessage() and "/api/v1/files/<redacted>" in record.getMessage()

@@ -48,6 +48,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
 from ...factories import avatar_row, consent_record, published_template
+from ...streams import stream_text
 
 pytestmark = pytest.mark.django_db
 
@@ -262,6 +263,10 @@ class DjangoApp:
             ("Set-Cookie", cookie.output(header="")) for cookie in response.cookies.values()
         ]
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        if response.streaming and response.is_async:
+            # An event stream's body is async (workstation/api/sse.py): read it here, where its
+            # reads see the test's transaction.
+            return [stream_text(response).encode()]
         if response.streaming:
             # Closed (request_finished, without closing connections) once read to its end.
             return response.streaming_content
