@@ -26,12 +26,13 @@ class AvatarAdmin(admin.ModelAdmin):
 
 @admin.register(ConsentRecord)
 class ConsentRecordAdmin(admin.ModelAdmin):
-    list_display = ["id", "agreement_version", "created_at", "withdrawn_at"]
+    list_display = ["id", "agreement_version", "language", "created_at", "withdrawn_at"]
     readonly_fields = [
         "id",
         "end_user",
         "agreement_version",
         "agreement_hash",
+        "language",
         "text_shown",
         "items",
         "age_confirmation",

@@ -18,6 +18,8 @@ class ConsentRecord(ConsumerOwned):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agreement_version = models.CharField(max_length=32)
     agreement_hash = models.CharField(max_length=64)
+    # The language version shown and hashed (avatars.consent.LANGUAGES): "en" or "zh-Hans".
+    language = models.CharField(max_length=16, default="en")
     text_shown = models.TextField()
     items = models.JSONField()  # the item keys consented to
     age_confirmation = models.CharField(max_length=32)

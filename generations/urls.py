@@ -26,4 +26,5 @@ urlpatterns = [
     ),
     path("files/<str:token>", consumer_api.FileDownloadView.as_view(), name="file-download"),
     path("", include("generations.webhook_api")),
+    path("", include("generations.usage_api")),
 ]
