@@ -652,7 +652,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The current consent agreement (show it verbatim) */
+        /**
+         * The current consent agreement (show it verbatim)
+         * @description English or Simplified Chinese by `Accept-Language` (zh, zh-CN, zh-Hans: Simplified Chinese; otherwise English). The answer names its language in `language` and the `Content-Language` header. Each language version has its own `hash`.
+         */
         get: operations["consent_current_retrieve"];
         put?: never;
         post?: never;
@@ -1010,6 +1013,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/ops/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Usage per API client and UTC day (avatars, generations, GPU-seconds, refunds) */
+        get: operations["ops_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhook": {
         parameters: {
             query?: never;
@@ -1151,6 +1171,14 @@ export interface components {
          * @enum {string}
          */
         CategoryEnum: "id_photo" | "business" | "urban" | "casual" | "ancient_style" | "other";
+        ClientUsage: {
+            client_id: number;
+            client_name: string;
+            /** @description Days with any use, oldest first */
+            days: components["schemas"]["UsageDay"][];
+            /** @description The window's totals */
+            totals: components["schemas"]["UsageFigures"];
+        };
         CommentRequest: {
             /** @default  */
             comment: string;
@@ -1164,6 +1192,7 @@ export interface components {
             /** Format: uuid */
             readonly id: string;
             readonly items: unknown;
+            readonly language: string;
             /** Format: date-time */
             readonly withdrawn_at: string | null;
         };
@@ -1171,6 +1200,29 @@ export interface components {
             age_confirmation: string;
             agreement_hash: string;
             items: string[];
+        };
+        ConsentDocument: {
+            age_confirmation: string;
+            /** @description SHA-256 of this language version: send it back as `agreement_hash` */
+            hash: string;
+            items: components["schemas"]["ConsentItem"][];
+            /**
+             * @description The language shown, also in Content-Language
+             *
+             *     * `en` - en
+             *     * `zh-Hans` - zh-Hans
+             */
+            language: components["schemas"]["LanguageEnum"];
+            promises: string[];
+            /** @description The whole agreement as one text: show it verbatim */
+            text: string;
+            version: string;
+        };
+        ConsentItem: {
+            /** @description Stable in every language; send it back in `items` */
+            key: string;
+            text: string;
+            title: string;
         };
         CreditEntry: {
             readonly amount: number;
@@ -1279,6 +1331,12 @@ export interface components {
             display_name?: string;
             password: string;
         };
+        /**
+         * @description * `en` - en
+         *     * `zh-Hans` - zh-Hans
+         * @enum {string}
+         */
+        LanguageEnum: "en" | "zh-Hans";
         LoginRequest: {
             /** Format: email */
             email: string;
@@ -1442,6 +1500,17 @@ export interface components {
          * @enum {string}
          */
         ReasonEnum: "grant" | "charge" | "refund";
+        RefundCredits: {
+            /** @description Avatar credits refunded */
+            avatar: number;
+            /** @description Generation credits refunded */
+            generation: number;
+        };
+        RefundUsage: {
+            /** @description Refund entries in the ledger */
+            count: number;
+            credits: components["schemas"]["RefundCredits"];
+        };
         RenderJob: {
             readonly attempts: number;
             /** Format: date-time */
@@ -1620,6 +1689,47 @@ export interface components {
             seed: number;
             steps?: number;
             width?: number;
+        };
+        UsageDay: {
+            /** @description Training jobs that succeeded */
+            avatars_trained: number;
+            /**
+             * Format: date
+             * @description The UTC day
+             */
+            date: string;
+            /** @description Generation jobs that succeeded */
+            generations: number;
+            /**
+             * Format: double
+             * @description Sum of started -> finished of every finished job, whatever its outcome
+             */
+            gpu_seconds: number;
+            /** @description "More like me" jobs that succeeded */
+            refinements: number;
+            refunds: components["schemas"]["RefundUsage"];
+        };
+        UsageFigures: {
+            /** @description Training jobs that succeeded */
+            avatars_trained: number;
+            /** @description Generation jobs that succeeded */
+            generations: number;
+            /**
+             * Format: double
+             * @description Sum of started -> finished of every finished job, whatever its outcome
+             */
+            gpu_seconds: number;
+            /** @description "More like me" jobs that succeeded */
+            refinements: number;
+            refunds: components["schemas"]["RefundUsage"];
+        };
+        UsageReport: {
+            /** @description Clients with any use in the window */
+            clients: components["schemas"]["ClientUsage"][];
+            /** Format: date */
+            since: string;
+            /** Format: date */
+            until: string;
         };
         User: {
             readonly display_name: string;
@@ -2675,7 +2785,10 @@ export interface operations {
     consent_current_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description e.g. `zh-CN`, `zh-Hans`, `en`; q-values are honoured */
+                "Accept-Language"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2686,9 +2799,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ConsentDocument"];
                 };
             };
         };
@@ -3253,6 +3364,30 @@ export interface operations {
                 };
                 content: {
                     "image/png": string;
+                };
+            };
+        };
+    };
+    ops_usage: {
+        parameters: {
+            query?: {
+                /** @description First UTC day, YYYY-MM-DD (default: 29 days before `until`) */
+                since?: string;
+                /** @description Last UTC day, YYYY-MM-DD, included (default: today); at most 366 days in all */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
                 };
             };
         };
