@@ -115,6 +115,7 @@ class _ClaimSql:
         "ORDER BY created_at LIMIT 1{lock}"
     )
     ANY_QUEUED = "SELECT 1 {owner_jobs} LIMIT 1"
+    ANY_READY = "SELECT 1 FROM {turn} WHERE lane = %s AND head_at IS NOT NULL LIMIT 1"
     CLEAR_HEAD = "UPDATE {turn} SET head_at = NULL WHERE id = %s"
     START = (
         "UPDATE {job} SET status = 'running', started_at = %s, attempts = attempts + 1, "
@@ -144,6 +145,7 @@ class _ClaimSql:
         self.turn = self.TURN.format(**names)
         self.head = self.HEAD.format(**names)
         self.any_queued = self.ANY_QUEUED.format(**names)
+        self.any_ready = self.ANY_READY.format(**names)
         self.clear_head = self.CLEAR_HEAD.format(**names)
         self.start = self.START.format(**names)
         self.served = self.SERVED.format(**names)
@@ -192,6 +194,12 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
             cursor.execute(sql.next_turn(len(tried)), [lane, *tried])
             turn = cursor.fetchone()
             if turn is None:
+                cursor.execute(sql.any_ready, [lane])
+                if cursor.fetchone() is not None:
+                    # Every owner with work is held by another claim (one owner's jobs are
+                    # claimed one at a time): this token must not be lost, so it goes back to
+                    # the lane for when that claim commits.
+                    send_token(lane)
                 return None
             turn_id, priority, owner, last_served = turn
             if (
@@ -222,7 +230,14 @@ def claim_next(*, lane: str, worker: str, batch_group: str = "") -> RenderJob | 
                 continue  # else another transaction holds this owner's next job: next owner
             job_id, expired = head
             if expired:  # its Cancel-After passed since the check above: abort, look again
-                abort_expired(now=now)
+                # Only this job, which we hold (as its owner's turn): aborting others here
+                # would wait on rows other claims hold.
+                job_finished_without_running(
+                    RenderJob.objects.get(pk=job_id),
+                    status=JobStatus.ABORTED,
+                    code="deadline",
+                    message=DEADLINE_MESSAGE,
+                )
                 tried.pop()
                 continue
             lease = now + timedelta(seconds=settings.JOB_LEASE_S)
@@ -276,10 +291,11 @@ def _claim_in_group(*, lane: str, worker: str, batch_group: str, now: datetime) 
         if turn is not None:
             turns.served(turn, at=now)
         else:  # a job queued without its turn row (the sweeper's reconcile would add it)
-            OwnerTurn.objects.create(
-                lane=lane, priority=job.priority, owner_key=job.owner_key, last_served_at=now
-            )
+            # Adds the row, race-free, if the owner has more work queued.
             turns.refresh_head(lane=lane, priority=job.priority, owner_key=job.owner_key)
+            OwnerTurn.objects.filter(
+                lane=lane, priority=job.priority, owner_key=job.owner_key
+            ).update(last_served_at=now)
         return job
 
 
@@ -429,6 +445,9 @@ def _isolated(job_id: object, what: str, action: Callable[[], T]) -> T | _Skippe
         return SKIPPED
 
 
+DEADLINE_MESSAGE = "The Cancel-After deadline passed before the job started. You were not charged."
+
+
 def abort_expired(*, now: datetime | None = None) -> int:
     """Queued jobs whose Cancel-After deadline passed are aborted (and refunded)."""
     now = now or timezone.now()
@@ -449,8 +468,7 @@ def abort_expired(*, now: datetime | None = None) -> int:
                 locked,
                 status=JobStatus.ABORTED,
                 code="deadline",
-                message="The Cancel-After deadline passed before the "
-                "job started. You were not charged.",
+                message=DEADLINE_MESSAGE,
             )
             return True
 

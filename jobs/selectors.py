@@ -9,6 +9,7 @@ import time
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -17,6 +18,7 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
 
 from .dispatch import live_workers
 from .models import JobStatus, OwnerTurn, RenderJob
+from .turns import NEVER_SERVED
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +66,20 @@ class ClassSnapshot:
     # Counts in turn order; above[k][t]: owners among the first t in turn order with > k jobs.
     order_counts: array
     above: list[array]
+    # When each owner was last served (POSIX seconds), in turn order: never decreasing.
+    served_order: array
+
+    def turn_after(self, last_served: datetime | None) -> int:
+        """The turn of an owner the snapshot does not know (its first job came after it),
+        from when it was last served (None: never): after every owner served before it and
+        every never-served one (their jobs are older), before everyone served since."""
+        at = (last_served or NEVER_SERVED).timestamp()
+        return bisect_right(self.served_order, at)
 
     @classmethod
-    def build(cls, counts: dict[str, int], turn_of: dict[str, int]) -> ClassSnapshot:
+    def build(
+        cls, counts: dict[str, int], turn_of: dict[str, int], served_order: array
+    ) -> ClassSnapshot:
         ascending = array("q", sorted(counts.values()))
         prefix = array("q", [0])
         for n in ascending:
@@ -86,13 +99,15 @@ class ClassSnapshot:
             prefix=prefix,
             order_counts=order,
             above=above,
+            served_order=served_order,
         )
 
-    def jobs_ahead_from_others(self, owner: str, rounds: int) -> int:
+    def jobs_ahead_from_others(self, owner: str, rounds: int, turn: int | None = None) -> int:
         """Jobs of other owners that start before `owner`'s job that has `rounds` older jobs
         of its own: from each other owner, as many as `rounds` (one more if its turn comes
-        before `owner`'s), and never more than it has."""
-        my_turn = self.turn_of.get(owner, len(self.turn_of))
+        before `owner`'s), and never more than it has. `turn`: the owner's turn if the
+        snapshot does not know it (`turn_after`); without one, after everyone."""
+        my_turn = self.turn_of.get(owner, len(self.turn_of) if turn is None else turn)
         split = bisect_right(self.sorted_counts, rounds)
         capped = self.prefix[split] + rounds * (len(self.sorted_counts) - split)
         capped -= min(self.counts.get(owner, 0), rounds)  # not the owner's own
@@ -145,19 +160,22 @@ def _read_lane_snapshot(lane: str) -> LaneSnapshot:
     ):
         counts.setdefault(priority, {})[owner] = n
     turn_of: dict[int, dict[str, int]] = {priority: {} for priority in counts}
-    for priority, owner in (
+    served: dict[int, array] = {priority: array("d") for priority in counts}
+    for priority, owner, last_served in (
         OwnerTurn.objects.filter(lane=lane, head_at__isnull=False)
         .order_by("priority", "last_served_at", "head_at")
-        .values_list("priority", "owner_key")
+        .values_list("priority", "owner_key", "last_served_at")
     ):
         if owner in counts.get(priority, ()):
             turn_of[priority][owner] = len(turn_of[priority])
+            served[priority].append(last_served.timestamp())
     for priority, per_class in counts.items():
         # A job queued between the two reads, or a head the sweeper has yet to reconcile.
         for owner in sorted(per_class.keys() - turn_of[priority].keys()):
             turn_of[priority][owner] = len(turn_of[priority])
+            served[priority].append(float("inf"))
     classes = {
-        priority: ClassSnapshot.build(per_class, turn_of[priority])
+        priority: ClassSnapshot.build(per_class, turn_of[priority], served[priority])
         for priority, per_class in counts.items()
     }
     return LaneSnapshot(
@@ -264,7 +282,7 @@ def queue_estimate(job: RenderJob) -> QueueEstimate | None:
     Ahead of it: every queued job of a higher class; in its class, its owner's older jobs, and
     from each other owner at most as many jobs as rounds it waits (one more for owners whose
     turn comes before its owner's). Everything but the owner's own older jobs (one indexed
-    count) comes from the lane's shared snapshot, so it may be up to QUEUE_POSITION_TICK_S old.
+    count) comes from the lane's shared snapshot, so it may be as old as its lifetime.
     """
     if job.status != JobStatus.QUEUED:
         return None
@@ -278,8 +296,20 @@ def queue_estimate(job: RenderJob) -> QueueEstimate | None:
         created_at__lt=job.created_at,
     ).count()
     mine = snapshot.classes.get(job.priority)
-    # An owner whose first job arrived after the snapshot is not in it: after everyone.
-    others = mine.jobs_ahead_from_others(job.owner_key, mine_ahead) if mine else 0
+    others = 0
+    if mine is not None:
+        turn = None
+        if job.owner_key not in mine.turn_of:
+            # Its first job came after the snapshot: place it by when it was last served.
+            last_served = (
+                OwnerTurn.objects.filter(
+                    lane=job.lane, priority=job.priority, owner_key=job.owner_key
+                )
+                .values_list("last_served_at", flat=True)
+                .first()
+            )
+            turn = mine.turn_after(last_served)
+        others = mine.jobs_ahead_from_others(job.owner_key, mine_ahead, turn)
     position = higher + mine_ahead + others
     per_job = average_seconds(job.kind)
     eta = (position + snapshot.running) / snapshot.workers * per_job

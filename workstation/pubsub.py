@@ -24,6 +24,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -39,6 +40,8 @@ Wake = Literal["message", "poke", "timeout"]
 # How long `listen()` waits for a (re)connecting subscriber before the stream goes on anyway
 # (it still has its deadline, its poll interval and the wake-up after the reconnect).
 SUBSCRIBE_WAIT_S = 2.0
+# A quiet subscriber PINGs Redis this often, and reconnects when even that goes unanswered.
+HEALTH_CHECK_S = 15.0
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -184,7 +187,7 @@ class _RedisSubscriber:
             client = aioredis.from_url(
                 self.url,
                 socket_connect_timeout=2,
-                health_check_interval=30,
+                socket_keepalive=True,
                 client_name=self.client_name,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=False)
@@ -201,8 +204,18 @@ class _RedisSubscriber:
                 reconnecting = True
                 attempt = 0
                 self.subscribed.set()
+                heard = time.monotonic()
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    # Bounded waits, so that the health check (a PING before a read) runs on
+                    # a quiet channel too; a connection silent past two checks (a half-open
+                    # socket after a failover) is dropped and opened again.
+                    message = await pubsub.get_message(timeout=HEALTH_CHECK_S)
+                    if message is not None:
+                        heard = time.monotonic()  # a PONG counts
+                    elif time.monotonic() - heard > 2 * HEALTH_CHECK_S + SUBSCRIBE_WAIT_S:
+                        raise ConnectionError("no answer from Redis, not even to a PING")
+                    elif time.monotonic() - heard >= HEALTH_CHECK_S:
+                        await pubsub.ping()
                     if message is None or message["type"] != "pmessage":
                         continue
                     channel = message["channel"]
@@ -266,11 +279,16 @@ async def listen(topics: Iterable[str]) -> Subscription:
     listener = Listener(asyncio.get_running_loop(), topics)
     _fanout.add(listener)
     redis = subscriber()
+    subscription = Subscription(listener, redis)
     if redis is not None:
         redis.acquire()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(redis.subscribed.wait(), SUBSCRIBE_WAIT_S)
-    return Subscription(listener, redis)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(redis.subscribed.wait(), SUBSCRIBE_WAIT_S)
+        except BaseException:  # the client left (cancelled) while we waited: give both back
+            subscription.close()
+            raise
+    return subscription
 
 
 def listener_count() -> int:
@@ -312,19 +330,21 @@ def publish(topic: str) -> None:
         logger.warning("notification %s not published: %s", topic, exc)
 
 
-_pending = threading.local()
+class _PublishOnCommit:
+    """An on-commit callback that publishes one topic (found again by `publish_on_commit`)."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+
+    def __call__(self) -> None:
+        publish(self.topic)
 
 
 def publish_on_commit(topic: str) -> None:
     """Publishes `topic` once the current transaction commits (at once outside one), so a woken
-    stream reads the new row; several changes to one topic in a transaction publish it once."""
-    topics: set[str] = _pending.__dict__.setdefault("topics", set())
-    topics.add(topic)
-    transaction.on_commit(_flush)
-
-
-def _flush() -> None:
-    # Also publishes topics of a rolled-back transaction still in the set: a harmless re-read.
-    topics: set[str] = _pending.__dict__.setdefault("topics", set())
-    while topics:
-        publish(topics.pop())
+    stream reads the new row; several changes to one topic in a transaction publish it once,
+    and a transaction that rolls back publishes nothing (Django drops its callbacks)."""
+    pending = transaction.get_connection().run_on_commit
+    if any(isinstance(f, _PublishOnCommit) and f.topic == topic for _ids, f, _robust in pending):
+        return
+    transaction.on_commit(_PublishOnCommit(topic))

@@ -445,3 +445,24 @@ def test_a_stale_snapshot_is_served_while_one_rebuild_runs_in_the_background(mak
     )
     assert fresh.classes[a_jobs[0].priority].counts[newcomer.owner_key] == 1
     assert cache.get("queue-snapshot:render").built_at == fresh.built_at  # shared
+
+
+def test_an_owner_new_to_the_snapshot_takes_its_turn_by_when_it_was_last_served(
+    make_user, settings
+):
+    """An owner whose job arrived after the lane's snapshot is placed as the claims will
+    serve it: after owners never served and those served before it, before the rest."""
+    settings.QUEUE_POSITION_TICK_S = 3600
+    a, b, c = make_user("operator"), make_user("operator"), make_user("operator")
+    queue(c, 1)
+    queue(a, 1)
+    assert dispatch.claim_next(lane="render", worker="w").created_by == c  # C served first
+    assert dispatch.claim_next(lane="render", worker="w").created_by == a  # then A
+    a_job = queue(a, 1)[0]
+    b_job = queue(b, 1)[0]
+    assert selectors.queue_estimate(b_job).position == 0  # builds the snapshot: B, then A
+    c_job = queue(c, 1)[0]  # not in the snapshot
+
+    assert selectors.queue_estimate(c_job).position == 1  # after B, before A
+    claimed = [dispatch.claim_next(lane="render", worker="w").pk for _ in range(3)]
+    assert claimed == [b_job.pk, c_job.pk, a_job.pk]
