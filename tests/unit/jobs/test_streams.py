@@ -26,6 +26,14 @@ from workstation import pubsub
 from workstation.accounts.models import EndUser
 from workstation.accounts.services import api_client_create
 
+from ...streams import outside_a_parked_event_loop
+
+
+def drive(scenario) -> None:
+    with outside_a_parked_event_loop():
+        async_to_sync(scenario)()
+
+
 pytestmark = pytest.mark.django_db
 
 SPEC = {"prompt": "a portrait", "seed": 1, "steps": 1}
@@ -92,7 +100,7 @@ def test_a_notification_sends_an_event_and_a_final_state_ends_the_stream(
         with pytest.raises(StopAsyncIteration):
             await anext(events)  # a final state ends the stream
 
-    async_to_sync(scenario)()
+    drive(scenario)
 
 
 def test_progress_notification_reads_the_row_again(partner):
@@ -113,7 +121,7 @@ def test_progress_notification_reads_the_row_again(partner):
         body = await next_event(events)
         assert body["status"] == "running" and body["progress"] == {"step": 3, "total": 10}
 
-    async_to_sync(scenario)()
+    drive(scenario)
 
 
 def test_stream_ends_after_sse_max_seconds(partner, settings):
@@ -129,7 +137,7 @@ def test_stream_ends_after_sse_max_seconds(partner, settings):
             await asyncio.wait_for(anext(events), 5)
         assert 0.2 < time.monotonic() - started < 3
 
-    async_to_sync(scenario)()
+    drive(scenario)
     assert pubsub.listener_count() == 0  # the stream let go of its listener
 
 
@@ -167,7 +175,7 @@ def test_position_ticks_reach_the_stream_without_reading_its_row(partner, settin
         body = await next_event(events)
         assert body["status"] == "queued" and body["queue"]["position"] == 0
 
-    async_to_sync(scenario)()
+    drive(scenario)
     assert len(reads) == 1  # the first read only: the tick came from the lane's snapshot
 
 

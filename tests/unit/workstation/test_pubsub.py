@@ -12,9 +12,12 @@ from django.db import transaction
 
 from workstation import pubsub
 
+from ...streams import outside_a_parked_event_loop
+
 
 def run(coro_fn):
-    return async_to_sync(coro_fn)()
+    with outside_a_parked_event_loop():
+        return async_to_sync(coro_fn)()
 
 
 @pytest.fixture
