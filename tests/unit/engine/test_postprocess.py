@@ -129,7 +129,7 @@ def _alive(pid: int) -> bool:
     here would leave the pool's own thread waiting for it forever."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone; reaped between open and read
         return False
     return "\nState:\tZ" not in status
 
