@@ -12,9 +12,11 @@
 #    The script keeps itself to GPU_BENCH_BUDGET_S (default 450 s) of sections; the rest of
 #    timeout_s is slack for pip and Python start-up. Results come back in $OUT:
 #      gpu-report.md    tables: serving at batch 1/4/8/16 (sd15-random, 512 px, 20 steps,
-#                       CFG 7.5: images/s, share of the bf16 peak by FLOP counter), training
-#                       (steps/s, peak memory), adapter switch, mixed-avatar vs single-avatar
-#                       batches, whole avatar and generation jobs, torch.compile recompiles
+#                       CFG 7.5: images/s, share of the bf16 peak by FLOP counter), instant
+#                       identity vs the issue #15 targets (identity ready, first portrait,
+#                       16 identities vs 16 samples of one), training (steps/s, peak memory),
+#                       adapter switch, mixed-avatar vs single-avatar batches, whole avatar
+#                       and generation jobs, torch.compile recompiles
 #      gpu-report.json  everything, per section (status, seconds, results, error tails)
 #      gpu-log.txt      every section's output
 # 3. Give the machine back (give_back) unless you rerun at once.
@@ -23,8 +25,8 @@
 # recorded and the others still run (see bench/gpu_run.py for the sections). Options:
 #   --cpu-smoke       dry run here on the CPU with the tiny models (no kit needed; results in
 #                     var/gpu-smoke/ unless OUT is set)
-#   --only a,b        only these sections (env, install, device_tests, serving, training,
-#                     job, compile)
+#   --only a,b        only these sections (env, install, device_tests, identity_model,
+#                     serving, training, job, compile; serving brings identity_model along)
 #   --budget-s N      overall budget in seconds
 set -u
 cd "$(dirname "$0")/.." || exit 1

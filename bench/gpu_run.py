@@ -8,9 +8,19 @@ and the next one still runs. Sections, most important first:
 - ``install``: the kit's wheels into $TMPDIR/site (``pip --no-index --no-deps --target``), the
   dlib model files and the label font unpacked (none of this with ``--cpu-smoke``).
 - ``device_tests``: tests/unit/engine/test_device_discipline.py on ``meta`` and ``cuda``.
+- ``identity_model``: ``python -m engine build-random --profile sd15-random --only identity``:
+  the full-size random identity adapter (ip-adapter_sd15's size, ViT-H/14 image encoder),
+  drawn on the GPU in bf16 and saved for serving to load (``--cpu-smoke``: with a 2-layer
+  encoder, a dry run of the command; the smoke's serving uses the tiny models' adapter).
 - ``serving``: ``python -m engine bench`` for sd15-random, 512 px, 20 steps, CFG 7.5, batch
   1/4/8/16, 2 repeats: images/s, UNet FLOPs and the share of the bf16 peak, training, adapter
-  switch, mixed-avatar vs single-avatar batches, render_batch.
+  switch, mixed-avatar vs single-avatar batches, render_batch, and the instant identity
+  (``identity``: an identity built from 20 crops, one render with / without it, a batch of 16
+  different identities vs 16 samples of one); from it ``instant_identity`` in the report:
+  ``instant_first_portrait_s`` (identity build + one 512 px render) against the issue #15
+  targets. The identity figures add about 40 s on the H200 (an estimate: ~15 s for
+  ``identity_model``, start-up and 1.3 GB written; ~25 s in ``serving``: loading the adapter,
+  3 builds from 20 crops, 6 renders at batch 1 and 6 at batch 16); serving's cap is 200 s.
 - ``training``: bench/gpu_train.py: steps/s and peak memory of avatar training at 512 px,
   batch 1/2/4 with the default autocast (``auto``: bf16 on CUDA) and batch 2 without.
 - ``job``: ``python -m engine bench --job``: a whole avatar and a whole generation.
@@ -215,6 +225,90 @@ def _r(value: Any, digits: int = 3) -> Any:
     return value
 
 
+# Issue #15's H200 targets for instant identities.
+INSTANT_TARGETS = {
+    "identity_ready_s": 2.0,  # at most
+    "instant_first_portrait_s": 5.0,  # at most
+    "mixed_vs_one_identity": 0.95,  # at least
+}
+
+
+def instant_identity(serving: dict[str, Any]) -> dict[str, Any]:
+    """The instant-identity figures of the serving run's ``identity`` section against
+    `INSTANT_TARGETS`: identity ready (built from the crops: CLIP preprocessing and encoding;
+    face detection and alignment of the uploads are not in it), the first portrait (that
+    build plus one render with the identity at the serving settings, PNG included), and a
+    batch of different identities against as many samples of one."""
+    identity = serving.get("identity") or {}
+    if identity.get("status") != "ok":
+        return {"status": identity.get("status", "not run"), "targets": INSTANT_TARGETS}
+    build = float(identity["build_seconds"])
+    render = float(identity["render_seconds_per_image_with"])
+    figures = {
+        "identity_ready_s": build,
+        "instant_first_portrait_s": build + render,
+        "mixed_vs_one_identity": identity["mixed_images_per_s"]
+        / identity["one_identity_images_per_s"],
+    }
+    met = {
+        name: value >= INSTANT_TARGETS[name]
+        if name == "mixed_vs_one_identity"
+        else value <= INSTANT_TARGETS[name]
+        for name, value in figures.items()
+    }
+    return {
+        "status": "ok",
+        "adapter": identity.get("adapter"),
+        "photos": identity.get("photos"),
+        "size": serving.get("size"),
+        "steps": serving.get("steps"),
+        "guidance": serving.get("guidance"),
+        "batch": identity.get("batch"),
+        "first_render_s": render,
+        "render_without_identity_s": identity.get("render_seconds_per_image_without"),
+        "mixed_images_per_s": identity.get("mixed_images_per_s"),
+        "one_identity_images_per_s": identity.get("one_identity_images_per_s"),
+        **figures,
+        "targets": INSTANT_TARGETS,
+        "met": met,
+    }
+
+
+def _instant_lines(instant: dict[str, Any]) -> list[str]:
+    if instant.get("status") != "ok":
+        return ["", f"## Instant identity: {instant.get('status')}"]
+
+    def row(label: str, name: str, unit: str, bound: str) -> str:
+        verdict = "yes" if instant["met"][name] else "**no**"
+        return (
+            f"| {label} | {_r(instant[name])}{unit} | {bound} {INSTANT_TARGETS[name]}{unit} | "
+            f"{verdict} |"
+        )
+
+    return [
+        "",
+        f"## Instant identity ({instant['adapter']}, {instant['size']} px, {instant['steps']} "
+        f"steps, CFG {instant['guidance']})",
+        "",
+        "| figure | value | target | met |",
+        "| --- | --- | --- | --- |",
+        row(f"identity ready ({instant['photos']} crops)", "identity_ready_s", " s", "<="),
+        row("first portrait (identity + 1 render)", "instant_first_portrait_s", " s", "<="),
+        row(
+            f"batch of {instant['batch']} identities vs {instant['batch']} samples of one",
+            "mixed_vs_one_identity",
+            "x",
+            ">=",
+        ),
+        "",
+        f"one render with the identity {_r(instant['first_render_s'])} s, without "
+        f"{_r(instant['render_without_identity_s'])} s; {instant['batch']} identities "
+        f"{_r(instant['mixed_images_per_s'], 2)} images/s vs one identity "
+        f"{_r(instant['one_identity_images_per_s'], 2)} images/s. Identity ready = CLIP "
+        "encoding of aligned crops (face detection/alignment of the uploads not included).",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     sections = report["sections"]
     lines = [
@@ -283,6 +377,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"memory: peak RSS {_r(memory.get('peak_rss_mb'), 0)} MB, CUDA max allocated "
             f"{_r(memory.get('cuda_max_allocated_mb'), 0)} MB",
         ]
+    instant = report.get("instant_identity")
+    if instant:
+        lines += _instant_lines(instant)
     training = sections.get("training", {}).get("result") or {}
     if training.get("runs"):
         lines += [
@@ -416,6 +513,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         runner.guard("device_tests", lambda: _junit(entry, junit))
         runner.write()
+    models = tmp / "models"
+    if wanted("identity_model") or wanted("serving"):
+        # serving's instant-identity figures need the sd15-random identity adapter on disk
+        # (load_ip_adapter reads files); the bench builds the base itself, in memory.
+        command = [python, "-m", "engine", "build-random", "--profile", "sd15-random"]
+        command += ["--only", "identity", str(models)]
+        if smoke:
+            command += ["--identity-encoder", "small"]
+        else:
+            command += ["--device", "cuda", "--dtype", "bfloat16"]
+        runner.run("identity_model", command, 60)
     if wanted("serving"):
         path = tmp / "serving.json"
         sizes = "1,2" if smoke else "1,4,8,16"
@@ -423,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
             "serving",
             [
                 *bench,
+                "--models-dir",
+                str(models),
                 "--batch-sizes",
                 sizes,
                 "--steps",
@@ -438,9 +548,10 @@ def main(argv: list[str] | None = None) -> int:
                 "--json",
                 str(path),
             ],
-            170,
+            200,
         )
         runner.attach("serving", path)
+        runner.guard("instant_identity", lambda: _instant(runner))
     if wanted("training"):
         path = tmp / "training.json"
         runner.run(
@@ -525,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
     (out / "gpu-report.md").write_text(markdown(runner.report), encoding="utf-8")
     runner.note(markdown(runner.report))
     return 0
+
+
+def _instant(runner: Runner) -> None:
+    serving = runner.report["sections"].get("serving", {}).get("result") or {}
+    runner.report["instant_identity"] = instant_identity(serving)
+    runner.write()
 
 
 def _junit(entry: dict[str, Any], path: Path) -> None:

@@ -34,10 +34,19 @@ def _build_random(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    target = save_random(args.profile, args.directory, seed=args.seed, dtype=dtype[args.dtype])
+    parts = ("base", "identity") if args.only is None else (args.only,)
+    written = save_random(
+        args.profile,
+        args.directory,
+        seed=args.seed,
+        dtype=dtype[args.dtype],
+        parts=parts,
+        identity_encoder=args.identity_encoder,
+        device=args.device,
+    )
     print(
-        f"built {args.profile} (seed {args.seed}, {args.dtype}) in {target} "
-        f"in {time.perf_counter() - started:.1f}s"
+        f"built {args.profile} (seed {args.seed}, {args.dtype}) in "
+        f"{', '.join(str(path) for path in written)} in {time.perf_counter() - started:.1f}s"
     )
     return 0
 
@@ -131,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     random.add_argument("directory", type=Path)
     random.add_argument("--seed", type=int, default=0)
     random.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    random.add_argument(
+        "--only",
+        choices=["base", "identity"],
+        help="write only the pipeline or only the identity adapter (sd15-random); default both",
+    )
+    random.add_argument(
+        "--identity-encoder",
+        choices=["vit-h-14", "small"],
+        default="vit-h-14",
+        help="the identity adapter's CLIP image encoder: ip-adapter_sd15's ViT-H/14 (default) "
+        "or a 2-layer one with the same output size, for CPU tests",
+    )
+    random.add_argument(
+        "--device",
+        default="cpu",
+        help="where the random weights are drawn (cuda is faster for the big models; its "
+        "random values differ from the CPU's)",
+    )
     random.set_defaults(handler=_build_random)
 
     bench = commands.add_parser("bench", help="benchmark a profile; prints a table, writes JSON")

@@ -2,15 +2,17 @@
 
 Two specs can share a denoising batch when everything that is the same for every row of the
 batch agrees: base model, size, steps, guidance, sampler, the ControlNets (kind, model, scale,
-start, end) and the style LoRAs with their weights. What may differ per sample: the prompt
+start, end), the style LoRAs with their weights, and whether an identity is given and its scale
+(the identity adapter's scale is one per pipeline call). What may differ per sample: the prompt
 (and the avatar trigger in it), the negative prompt (empty or not must agree, see
-`batch_key`), the seed, the control images and the avatar (each sample gets its own LoRA
-through `engine.adapters.per_sample_adapters`).
+`batch_key`), the seed, the control images, the avatar (each sample gets its own LoRA through
+the avatar pool or `engine.adapters.per_sample_adapters`) and the identity embedding.
 
-Only plain text-to-image specs (optionally with ControlNets) producing exactly one image are
-batchable: img2img / inpaint (``reference``), light maps (``lighting``), the face pass
-(``face_refine``) and several candidates per spec (``num_images`` / ``seeds`` > 1, likeness
-re-ranking) keep to `Engine.render`.
+Only plain text-to-image specs (optionally with ControlNets) are batchable: img2img / inpaint
+(``reference``), light maps (``lighting``) and the face pass (``face_refine``) keep to
+`Engine.render`. A spec with several candidates (``num_images`` / ``seeds``) puts each
+candidate in the batch as its own sample; its candidates are then ranked and kept as its own
+render would.
 
 This module imports no torch at import time: `batch_key` is meant for the dispatcher too.
 """
@@ -35,8 +37,6 @@ def batch_key(spec: RenderSpec) -> BatchKey | None:
     differ per sample, but whether it is empty must agree: SDXL encodes an absent negative
     prompt as zeros, a per-sample list of texts cannot express that for some rows only.
     """
-    if spec.num_candidates != 1:
-        return None
     if spec.lighting is not None or spec.reference is not None or spec.face_refine is not None:
         return None
     controls = tuple(
@@ -44,6 +44,7 @@ def batch_key(spec: RenderSpec) -> BatchKey | None:
         for c in spec.controls
     )
     styles = tuple((lora.key, lora.path, float(lora.weight)) for lora in spec.style_loras)
+    identity = (spec.identity is not None, float(spec.identity.scale) if spec.identity else None)
     return (
         "txt2img+controlnet" if controls else "txt2img",
         spec.base_model,
@@ -55,6 +56,7 @@ def batch_key(spec: RenderSpec) -> BatchKey | None:
         bool(spec.negative_prompt),
         controls,
         styles,
+        identity,
     )
 
 

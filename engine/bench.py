@@ -221,6 +221,11 @@ def _unet_inputs(
                 [[size, size, 0, 0, size, size]] * batch, device=device, dtype=dtype
             ),
         }
+    from engine.identity import zero_image_embeds
+
+    if image_embeds := zero_image_embeds(unet, batch, device=device, dtype=dtype):
+        # An identity adapter is loaded: the UNet needs (zero) identity embeddings.
+        kwargs.setdefault("added_cond_kwargs", {})["image_embeds"] = image_embeds
     timestep = torch.tensor(500, device=device)
     return sample, timestep, hidden, kwargs
 
@@ -532,6 +537,86 @@ def bench_batch_render(
         "sequential_images_per_s": count / sequential_s,
         "speedup": sequential_s / batch_s,
         "max_pixel_diff": diff,
+    }
+
+
+def bench_identity(
+    engine: Engine,
+    *,
+    steps: int,
+    size: int,
+    guidance: float,
+    sampler: str | None,
+    device: torch.device,
+    repeats: int = 1,
+    photos: int = 20,
+    batch: int = 4,
+) -> dict[str, Any]:
+    """Instant identity (`engine.identity`): building an identity from ``photos`` crops, a
+    render with and without an identity, and a batch of ``batch`` different identities against
+    ``batch`` samples of one identity (same shapes: the difference is the per-sample
+    embeddings)."""
+    from engine.identity import IdentityEmbedding
+    from engine.spec import IdentityRef
+
+    adapter = engine.identity_adapter()
+    if adapter is None:
+        return {"status": "skipped: no identity adapter loaded for the default base"}
+    crops = _photos(photos, 224)
+    engine.build_identity(crops[:2])  # warm-up
+    build_times, built = _repeat(partial(engine.build_identity, crops), device, max(1, repeats))
+    key, kind, vector = built
+    rng = np.random.default_rng(0)
+    identities = {
+        f"bench-id-{i}": IdentityEmbedding(
+            f"bench-id-{i}", key, kind, (vector + rng.normal(0, 0.1, vector.shape)).astype("f4")
+        )
+        for i in range(batch)
+    }
+
+    def spec(seed: int, identity: str | None) -> RenderSpec:
+        return RenderSpec(
+            prompt=PROMPT,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            width=size,
+            height=size,
+            sampler=sampler,
+            identity=IdentityRef(identity) if identity else None,
+        )
+
+    def render(identity: str | None) -> Any:
+        return engine.render(spec(1, identity), identity_source=identities.__getitem__)
+
+    def render_batch(ids: Sequence[str]) -> Any:
+        specs = [spec(10 + i, identity) for i, identity in enumerate(ids)]
+        return engine.render_batch(specs, identity_source=identities.__getitem__)
+
+    names = list(identities)
+    plans: dict[str, Callable[[], Any]] = {
+        "render_without_identity": partial(render, None),
+        "render_with_identity": partial(render, names[0]),
+        "batch_one_identity": partial(render_batch, [names[0]] * batch),
+        "batch_mixed_identities": partial(render_batch, names),
+    }
+    seconds: dict[str, float] = {}
+    for name, plan in plans.items():
+        plan()  # warm-up (and compilation at this shape)
+        times, _ = _repeat(plan, device, max(1, repeats))
+        seconds[name] = statistics.median(times)
+    return {
+        "status": "ok",
+        "adapter": key,
+        "kind": kind,
+        "photos": photos,
+        "build_seconds": statistics.median(build_times),
+        "render_seconds_per_image_without": seconds["render_without_identity"],
+        "render_seconds_per_image_with": seconds["render_with_identity"],
+        "identity_overhead": seconds["render_with_identity"] / seconds["render_without_identity"],
+        "batch": batch,
+        "mixed_images_per_s": batch / seconds["batch_mixed_identities"],
+        "one_identity_images_per_s": batch / seconds["batch_one_identity"],
     }
 
 
@@ -1058,6 +1143,17 @@ def _run_bench(
             repeats=repeats,
         )
         log("batch render measured")
+        report["identity"] = bench_identity(
+            engine,
+            steps=steps,
+            size=size,
+            guidance=guidance,
+            sampler=sampler,
+            device=torch_device,
+            repeats=repeats,
+            batch=max(2, max(batch_sizes)),
+        )
+        log(f"identity: {report['identity']['status']}")
         report["memory"] = memory(torch_device)
     report["total_seconds"] = time.perf_counter() - started
     return report
@@ -1203,6 +1299,18 @@ def format_table(report: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"render_batch: {batched['status']}")
+    identity = report.get("identity", {"status": "not run"})
+    if identity["status"] == "ok":
+        lines.append(
+            f"identity ({identity['adapter']}): build from {identity['photos']} crops "
+            f"{_fmt(identity['build_seconds'])}s; render "
+            f"{_fmt(identity['render_seconds_per_image_with'])}s/img with vs "
+            f"{_fmt(identity['render_seconds_per_image_without'])}s/img without; batch of "
+            f"{identity['batch']} identities {_fmt(identity['mixed_images_per_s'])} images/s "
+            f"vs one identity {_fmt(identity['one_identity_images_per_s'])} images/s"
+        )
+    else:
+        lines.append(f"identity: {identity['status']}")
     mem = report["memory"]
     lines.append(
         f"peak RSS {mem['peak_rss_mb']:.0f} MB"

@@ -12,6 +12,7 @@ the caller decides to) is the caller's decision and must follow the avatar's ret
 
 from __future__ import annotations
 
+import concurrent.futures
 import enum
 import importlib.util
 import math
@@ -38,6 +39,7 @@ __all__ = [
     "PreparedPhoto",
     "RejectCode",
     "face_box",
+    "face_embedding",
     "face_landmarks",
     "likeness",
     "prepare_training_photos",
@@ -429,8 +431,13 @@ def prepare_training_photos(
     same_person_threshold: float = 0.6,
     decode_side: int | None = None,
     max_pixels: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> PreparationResult:
     """Filter, align and rank a user's photos into a LoRA training set.
+
+    With ``executor`` (e.g. the engine's post-processing process pool) the photos are analysed
+    in parallel: part in its processes, part in this thread (dlib holds the GIL, so threads
+    would not help).
 
     ``front`` is the identity anchor: it must hold exactly one clear face, else
     :class:`FrontPhotoError` (its ``code`` says why). It is not itself part of the training set;
@@ -453,15 +460,14 @@ def prepare_training_photos(
         "decode_side": decode_side,
         "max_pixels": max_pixels,
     }
-    anchor = _analyse(front, **gates)
+    anchor, *analysed = _analyse_all([front, *photos], gates, executor)
     if not isinstance(anchor, _Analysis):
         code, _ = anchor
         raise FrontPhotoError(code, f"Front photo rejected: {_REASONS[code]}")
 
     decisions: dict[int, PhotoDecision] = {}
     candidates: dict[int, _Analysis] = {}
-    for index, data in enumerate(photos):
-        result = _analyse(data, **gates)
+    for index, result in enumerate(analysed):
         if not isinstance(result, _Analysis):
             code, details = result
             decisions[index] = _decision(index, code, **details)
@@ -503,6 +509,29 @@ def prepare_training_photos(
     )
 
 
+def _analyse_all(
+    photos: list[bytes], gates: _Gates, executor: concurrent.futures.Executor | None
+) -> list[_Analysis | tuple[RejectCode, _Details]]:
+    """`_analyse` of every photo, in order: without ``executor`` one after the other; with it,
+    this thread takes an equal share as one more worker and the executor's processes the rest.
+    Work lost to a broken pool is done here instead."""
+    if executor is None or len(photos) < 2:
+        return [_analyse(data, **gates) for data in photos]
+    workers = max(1, int(getattr(executor, "_max_workers", 1)))
+    local = len(photos) // (workers + 1)
+    try:
+        remote = [executor.submit(_analyse, data, **gates) for data in photos[local:]]
+    except (RuntimeError, concurrent.futures.BrokenExecutor):  # shut down or broken
+        return [_analyse(data, **gates) for data in photos]
+    results = [_analyse(data, **gates) for data in photos[:local]]
+    for data, future in zip(photos[local:], remote, strict=True):
+        try:
+            results.append(future.result())
+        except concurrent.futures.BrokenExecutor:
+            results.append(_analyse(data, **gates))
+    return results
+
+
 def _most_consistent(
     candidates: dict[int, _Analysis], keep: int
 ) -> tuple[list[PreparedPhoto], np.ndarray | None]:
@@ -529,6 +558,16 @@ def face_box(image: Image.Image) -> FaceBox | None:
     """The largest face in ``image`` (e.g. to restrict a refinement pass to it), or ``None``."""
     boxes = _detect(image)
     return boxes[0] if boxes else None
+
+
+def face_embedding(image: Image.Image) -> np.ndarray | None:
+    """The 128-d embedding (float32) of the largest face in ``image``, or ``None`` without a
+    face. Held in memory only (biometric data, see the module docstring)."""
+    box = face_box(image)
+    if box is None:
+        return None
+    pixels = _pixels(image)
+    return _embedding(pixels, _landmarks(pixels, box))
 
 
 def face_landmarks(image: Image.Image) -> np.ndarray | None:

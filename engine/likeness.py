@@ -12,6 +12,7 @@ step, so ``refine_spec(refine_spec(s, 1), 1) == refine_spec(s, 2)``):
 
 ==========================  ===================================================
 avatar weight               + 0.10 per level, capped at 1.30
+identity scale (instant)    + 0.10 per level, capped at 1.20
 style LoRA weights          x 0.80 per level (0.7 -> 0.56 -> 0.45 -> 0.36 ...)
 face refinement (if on)     strength + 0.05 per level, capped at 0.60;
                             avatar boost + 0.05 per level, capped at 0.50
@@ -21,7 +22,9 @@ refine_level                + 1 per level (capped at MAX_REFINE_LEVEL)
 
 Likeness grows with the avatar weight until the image starts to show LoRA artefacts (burnt
 colours, stiff expression) around 1.2-1.4 on real avatars, hence the cap; style weights fall so
-the style LoRA's own faces stop pulling the identity away.
+the style LoRA's own faces stop pulling the identity away. The identity adapter's scale (the
+instant tier, `engine.identity`) rises the same way; past about 1.2 an IP-Adapter-style
+adapter starts to override the prompt (pose, clothing), hence its lower cap.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from engine.spec import MAX_REFINE_LEVEL, RenderSpec
 
 AVATAR_STEP = 0.10
 AVATAR_CAP = 1.30
+IDENTITY_STEP = 0.10
+IDENTITY_CAP = 1.20
 STYLE_FACTOR = 0.80
 FACE_STRENGTH_STEP = 0.05
 FACE_STRENGTH_CAP = 0.60
@@ -55,6 +60,10 @@ def _one_step(spec: RenderSpec) -> RenderSpec:
     if avatar is not None:
         weight = min(round(avatar.weight + AVATAR_STEP, 4), max(AVATAR_CAP, avatar.weight))
         avatar = dataclasses.replace(avatar, weight=weight)
+    identity = spec.identity
+    if identity is not None:
+        scale = min(round(identity.scale + IDENTITY_STEP, 4), max(IDENTITY_CAP, identity.scale))
+        identity = dataclasses.replace(identity, scale=scale)
     face = spec.face_refine
     if face is not None:
         face = dataclasses.replace(
@@ -71,6 +80,7 @@ def _one_step(spec: RenderSpec) -> RenderSpec:
         spec,
         refine_level=min(spec.refine_level + 1, MAX_REFINE_LEVEL),
         avatar=avatar,
+        identity=identity,
         style_loras=tuple(
             dataclasses.replace(lora, weight=round(lora.weight * STYLE_FACTOR, 4))
             for lora in spec.style_loras

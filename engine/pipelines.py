@@ -148,6 +148,13 @@ def apply_speed_options(
     """
     applied: dict[str, Any] = {}
     fused = "off"
+    if fuse_qkv == "all":
+        from engine.identity import has_identity_adapter
+
+        if has_identity_adapter(pipeline.unet):
+            # Fusion replaces every UNet attention processor, the identity adapter's too.
+            applied["fuse_qkv_error"] = "UNet not fused: an identity adapter is loaded"
+            fuse_qkv = "vae"
     if fuse_qkv != "off":
         try:
             if fuse_qkv == "all":

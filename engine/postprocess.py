@@ -234,6 +234,11 @@ class PostProcessor:
                 self._pool = None
         pool.shutdown(wait=False)
 
+    def executor(self) -> concurrent.futures.Executor | None:
+        """The pool's process executor for other CPU work that holds the GIL (photo
+        screening), or None without worker processes."""
+        return self._executor() if self.workers else None
+
     def start(self) -> list[concurrent.futures.Future[int]]:
         """Start the pool's processes now, without waiting (a worker at start, so no user's
         job waits for them); the futures complete once each process is ready."""

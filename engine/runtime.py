@@ -10,9 +10,16 @@ avatar and style LoRAs (`engine.loras`) -> denoise the candidates (in chunks of 
 PNG bytes, or labelled PNG/JPEG bytes when a `LabelOptions` is given.
 
 `Engine.render_batch` renders several users' compatible specs (same `engine.batching.batch_key`:
-txt2img, optionally with ControlNets, one image each) in one pipeline call, each sample with its
-own prompt, seed, control images and avatar LoRA; each result equals the spec's own `render`
-within float tolerance.
+txt2img, optionally with ControlNets) in one pipeline call (chunks of ``max_batch`` samples),
+every candidate of every spec a sample with its own prompt, seed, control images, avatar LoRA
+and identity embedding; each spec's result equals its own `render` within float tolerance.
+
+Identity adapters (`engine.identity`): the registry's identity adapter for a base model is
+loaded into its pipeline when the pipeline loads (``identity_adapters="eager"``, the default:
+before `engine.serving` compiles the UNet) or on the first render with an identity
+(``"lazy"``). A spec's ``identity`` is an embedding from the engine's `IdentitySource`, passed
+per sample as ``ip_adapter_image_embeds``; without one the adapter runs at scale 0 with zero
+embeddings, exactly the base model.
 
 Seeds go through CPU generators, so the starting noise never depends on the device. The same
 spec then gives byte-identical PNGs across runs and processes given the same hardware, library
@@ -29,7 +36,8 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +54,15 @@ from diffusers import (
 )
 from PIL import Image, ImageDraw, ImageFilter
 
-from engine.errors import ModelLoadError, RenderCanceled, SpecError
+from engine.errors import ModelLoadError, ModelNotFoundError, RenderCanceled, SpecError
+from engine.identity import (
+    IdentityEmbedding,
+    IdentitySource,
+    LoadedIdentityAdapter,
+    check_embedding,
+    identity_embeds,
+    uses_guidance,
+)
 from engine.loras import ActiveLora, AvatarLora, AvatarSource, adapter_name, default_lora_manager
 from engine.pipelines import Mode, ModePipelines, make_scheduler
 from engine.postprocess import (
@@ -79,6 +95,7 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 FACE_PASS_STYLE_FACTOR = 0.5
 # Adapter name, in `Engine.render_batch` with style LoRAs, of the samples without an avatar.
 BATCH_STYLES = "batch_styles"
+IDENTITY_LOADING = ("eager", "lazy", "off")
 
 
 def disable_progress_bars() -> None:
@@ -266,6 +283,46 @@ def _face_mask(box: Any, left: int, top: int, side: int, size: int) -> Image.Ima
     return mask.filter(ImageFilter.GaussianBlur(max(1.0, size / 32)))
 
 
+def _identity_kwargs(
+    pipe: DiffusionPipeline,
+    adapter: LoadedIdentityAdapter | None,
+    vectors: list[np.ndarray | None],
+    guidance: float,
+) -> dict[str, Any]:
+    """``ip_adapter_image_embeds`` for a call making one image per entry of ``vectors``
+    (call the pipeline under `_identity_rows`); nothing without an adapter."""
+    if adapter is None:
+        return {}
+    embeds = identity_embeds(adapter, vectors, guidance=uses_guidance(pipe, guidance))
+    return {"ip_adapter_image_embeds": embeds}
+
+
+def _identity_rows(pipe: DiffusionPipeline, adapter: LoadedIdentityAdapter | None) -> Any:
+    """`engine.identity.rows_as_given` when an identity adapter is loaded."""
+    from engine.identity import rows_as_given
+
+    return rows_as_given(pipe) if adapter is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _identity_scale(
+    pipeline: DiffusionPipeline, adapter: LoadedIdentityAdapter, scale: float
+) -> Iterator[None]:
+    """The identity adapter at ``scale`` for the block, back to 0 (its idle state) after."""
+    from engine.identity import set_scale
+
+    set_scale(pipeline, adapter, scale)
+    try:
+        yield
+    finally:
+        set_scale(pipeline, adapter, 0.0)
+
+
+def _scale_of(spec: RenderSpec) -> float:
+    """The identity adapter scale a spec renders at (0 without an identity)."""
+    return float(spec.identity.scale) if spec.identity is not None else 0.0
+
+
 class Engine:
     """Renders specs with the models of one registry, caching loaded pipelines.
 
@@ -274,7 +331,11 @@ class Engine:
     ``face_detector`` / ``likeness_scorer`` default to `engine.faces` (dlib, loaded lazily);
     ``loader`` replaces ``from_pretrained`` loading (e.g. in-memory random models);
     ``on_load(pipeline, model)`` runs on every freshly loaded base pipeline before it is cached
-    (`engine.serving.build_engine` applies the serving profile's speed options there).
+    (`engine.serving.build_engine` applies the serving profile's speed options there);
+    ``identity_source`` loads identity embeddings by id (`engine.identity.IdentitySource`);
+    ``identity_adapters``: ``eager`` loads the registry's identity adapter of a base model
+    with its pipeline (before ``on_load``), ``lazy`` on its first identity render, ``off``
+    never (identity renders are refused).
     """
 
     def __init__(
@@ -291,17 +352,30 @@ class Engine:
         loader: PipelineLoader | None = None,
         on_load: Callable[[DiffusionPipeline, ModelSpec], None] | None = None,
         postprocess_workers: int = 0,
+        identity_source: IdentitySource | None = None,
+        identity_adapters: str = "eager",
     ) -> None:
         """``dtype`` overrides every model's registry dtype (e.g. ``float32`` for CPU tests);
         ``postprocess_workers`` processes finish the images (`engine.postprocess`; 0: the
         rendering thread does)."""
+        if identity_adapters not in IDENTITY_LOADING:
+            raise ValueError(f"identity_adapters must be one of {IDENTITY_LOADING}")
         self.registry = registry
         self.device = resolve_device(device)
         self._dtype_override = dtype
+        self.identity_source = identity_source
+        self.identity_adapters = identity_adapters
+        # base pipeline -> its loaded identity adapter
+        self._identity: weakref.WeakKeyDictionary[Any, LoadedIdentityAdapter] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._face_encoders: dict[str, Any] = {}  # ONNX path -> onnxruntime session
         base_loader = loader or self._load
 
         def load(model: ModelSpec) -> DiffusionPipeline:
             pipeline = base_loader(model)
+            if self.identity_adapters == "eager":
+                self._load_identity_eagerly(pipeline, model)
             if on_load is not None:
                 on_load(pipeline, model)
             return pipeline
@@ -309,7 +383,8 @@ class Engine:
         self.cache = PipelineCache(load)
         # What `engine.serving.build_engine` applied (profile, speed options, warm-up).
         self.serving: dict[str, Any] = {}
-        # How the last `render_batch` applied its avatars: "pool" or "per_sample_adapters".
+        # How the last `render_batch` applied its avatars: "pool" or "per_sample_adapters";
+        # "base" for a batch without avatar or style LoRAs (no adapter touched).
         self.last_batch_path = ""
         # Seconds per phase of the last `render` / `render_batch` (see `render`).
         self.last_timings: dict[str, float] = {}
@@ -342,6 +417,152 @@ class Engine:
         if modes is None or modes.base is not base:
             modes = self._modes[model.key] = ModePipelines(base, model.family)
         return modes
+
+    # -- identity adapters -------------------------------------------------------------------
+
+    def _load_identity_eagerly(self, pipeline: DiffusionPipeline, model: ModelSpec) -> None:
+        """Load the base model's identity adapter with the pipeline when its files are here;
+        a missing or broken adapter is logged, not raised (base renders must still work)."""
+        adapter = self.registry.identity_adapter(model.key)
+        if adapter is None:
+            return
+        status = self.registry.status_of(adapter.key)
+        if not status.ready:
+            logger.warning("identity adapter %s not loaded: %s", adapter.key, status.detail)
+            return
+        from engine.identity import load_identity_adapter
+
+        try:
+            self._identity[pipeline] = load_identity_adapter(pipeline, adapter)
+        except ModelLoadError as exc:
+            logger.warning("identity adapter %s not loaded: %s", adapter.key, exc)
+
+    def identity_adapter(self, key: str | None = None) -> LoadedIdentityAdapter | None:
+        """The identity adapter loaded in base model ``key``'s pipeline (None: none loaded)."""
+        model = self.registry.get(key or self.registry.default_base)
+        if model.key not in self.cache:
+            return None
+        return self._identity.get(self.cache.get(model))
+
+    def identity_adapter_of(self, pipeline: DiffusionPipeline) -> LoadedIdentityAdapter | None:
+        """The identity adapter loaded in ``pipeline`` (a base pipeline of this engine)."""
+        return self._identity.get(pipeline)
+
+    def _identity_adapter(
+        self, model: ModelSpec, base: DiffusionPipeline, *, field: str = "identity"
+    ) -> LoadedIdentityAdapter:
+        """The base pipeline's identity adapter, loading it now if needed (call it holding
+        the render lock: loading changes the shared UNet)."""
+        loaded = self._identity.get(base)
+        if loaded is not None:
+            return loaded
+        if self.identity_adapters == "off":
+            raise SpecError(field, "this engine serves without identity adapters")
+        adapter = self.registry.identity_adapter(model.key)
+        if adapter is None:
+            raise SpecError(field, f"no identity adapter is registered for {model.key!r}")
+        from engine.identity import load_identity_adapter
+
+        loaded = self._identity[base] = load_identity_adapter(base, adapter)
+        return loaded
+
+    def _identity_embedding(
+        self, spec: RenderSpec, source: IdentitySource | None, field: str = "identity"
+    ) -> IdentityEmbedding | None:
+        if spec.identity is None:
+            return None
+        source = source or self.identity_source
+        if source is None:
+            raise SpecError(field, "this engine has no identity source to load identities from")
+        embedding = source(spec.identity.id)
+        if not isinstance(embedding, IdentityEmbedding):
+            raise SpecError(field, f"the identity source returned {type(embedding).__name__}")
+        return embedding
+
+    def _identity_inputs(
+        self,
+        model: ModelSpec,
+        base: DiffusionPipeline,
+        embeddings: Sequence[IdentityEmbedding | None],
+        fields: Sequence[str],
+    ) -> LoadedIdentityAdapter | None:
+        """The adapter a render uses: the loaded one (also without identities: it then runs
+        at scale 0), loaded now if an identity needs it; each embedding checked against it."""
+        wanted = any(embedding is not None for embedding in embeddings)
+        adapter = self._identity.get(base)
+        if adapter is None and wanted:
+            adapter = self._identity_adapter(model, base, field=fields[0])
+        for embedding, field in zip(embeddings, fields, strict=True):
+            if embedding is not None:
+                assert adapter is not None
+                check_embedding(adapter, embedding, field)
+        return adapter
+
+    def build_identity(
+        self,
+        photos: Sequence[Image.Image],
+        *,
+        face_embeddings: Sequence[np.ndarray] | None = None,
+        base_model: str | None = None,
+    ) -> tuple[str, str, np.ndarray]:
+        """A user's identity for the identity adapter of ``base_model`` (default base):
+        ``(adapter key, kind, float32 vector)``; wrap it in an `engine.identity.IdentityEmbedding`.
+
+        ``photos`` are aligned face crops. image_encoder kind: the mean CLIP image embedding
+        of the crops (the adapter's encoder, on the engine's device, batched). face_embedding
+        kind: the mean of ``face_embeddings`` (dlib 128-d, computed from the crops with
+        `engine.faces` when not given), or of the crops' embeddings from the adapter's ONNX
+        face encoder. Raises `ModelNotFoundError` when no identity adapter is registered for
+        the base, `SpecError` for unusable input (no photo, no face found).
+        """
+        model = self.registry.get(base_model or self.registry.default_base)
+        if model.kind != "base":
+            raise SpecError("base_model", f"{model.key!r} is a {model.kind}, not a base model")
+        adapter = self.registry.identity_adapter(model.key)
+        if adapter is None:
+            raise ModelNotFoundError(
+                f"no identity adapter is registered for base model {model.key!r} "
+                f"({self.registry.origin})"
+            )
+        photos = list(photos)
+        assert adapter.identity_kind is not None
+        if adapter.identity_kind == "image_encoder":
+            from engine.identity import encode_images
+
+            if not photos:
+                raise SpecError("photos", "at least one photo is required")
+            base = self.pipeline(model.key)
+            loaded = self._identity.get(base)
+            if loaded is None:  # the lock only to load: renders may run meanwhile
+                with self._lock:
+                    loaded = self._identity_adapter(model, base, field="photos")
+            return adapter.key, adapter.identity_kind, encode_images(loaded, photos)
+        from engine.identity import mean_embedding, onnx_face_embeddings, onnx_session
+
+        if adapter.face_encoder not in (None, "dlib"):
+            if not photos:
+                raise SpecError("photos", "at least one photo is required")
+            path = str(adapter.face_encoder)
+            session = self._face_encoders.get(path)
+            if session is None:
+                session = self._face_encoders[path] = onnx_session(path)
+            vector = mean_embedding(onnx_face_embeddings(session, photos), "photos")
+        elif face_embeddings is not None:
+            vector = mean_embedding(list(face_embeddings), "face_embeddings")
+        else:
+            from engine.faces import face_embedding
+
+            found = [e for e in (face_embedding(photo) for photo in photos) if e is not None]
+            if not found:
+                raise SpecError("photos", "no face found in any photo")
+            vector = mean_embedding(found, "photos")
+        current = self.identity_adapter(model.key)
+        if current is not None and current.key == adapter.key and vector.size != current.dim:
+            raise SpecError(
+                "face_embeddings",
+                f"embeddings have {vector.size} values, adapter {adapter.key!r} takes {current.dim}",
+            )
+        return adapter.key, adapter.identity_kind, vector
 
     # -- spec pieces -------------------------------------------------------------------------
 
@@ -457,6 +678,7 @@ class Engine:
         reference_embedding: np.ndarray | None = None,
         label: LabelOptions | None = None,
         avatar_source: AvatarSource | None = None,
+        identity_source: IdentitySource | None = None,
     ) -> list[RenderedImage]:
         """`start_render` and wait for the finished images (best first when ranked)."""
         return self.start_render(
@@ -466,6 +688,7 @@ class Engine:
             reference_embedding=reference_embedding,
             label=label,
             avatar_source=avatar_source,
+            identity_source=identity_source,
         ).result()
 
     def start_render(
@@ -477,6 +700,7 @@ class Engine:
         reference_embedding: np.ndarray | None = None,
         label: LabelOptions | None = None,
         avatar_source: AvatarSource | None = None,
+        identity_source: IdentitySource | None = None,
     ) -> PendingRender:
         """Denoise ``spec``'s candidates now and hand them to the post-processor; the returned
         `PendingRender` gives the kept ones (best first when ranked) when they are finished.
@@ -485,7 +709,8 @@ class Engine:
         ``should_cancel()`` is polled before the first step and after every step, raising
         `RenderCanceled`. With ``reference_embedding`` (the avatar owner's 128-d face
         embedding) candidates are scored by likeness and the best ``spec.keep`` returned.
-        ``label`` applies the AIGC labels to every returned image. Scoring, labels and
+        ``label`` applies the AIGC labels to every returned image. ``spec.identity`` comes
+        from ``identity_source`` (default: the engine's). Scoring, labels and
         encoding run in the engine's `PostProcessor` (``postprocess_workers`` processes, or
         this thread with 0), so the next render can start while they run.
 
@@ -502,6 +727,7 @@ class Engine:
         if should_cancel is not None and should_cancel():
             raise RenderCanceled("canceled before the first step")
         avatar = self._avatar(spec, avatar_source)
+        identity = self._identity_embedding(spec, identity_source)
         prompt = spec.resolved_prompt(avatar.trigger if avatar else None)
         inputs = self._mode_inputs(spec)
         main_steps = spec.steps
@@ -531,7 +757,11 @@ class Engine:
             on_progress, should_cancel, main_steps * len(chunks) + (face_steps if face_steps else 0)
         )
         pipe = modes.get(inputs.mode, controlnets)
-        with self._lock:
+        with self._lock, contextlib.ExitStack() as scope:
+            adapter = self._identity_inputs(model, modes.base, [identity], ["identity"])
+            if adapter is not None:
+                scope.enter_context(_identity_scale(modes.base, adapter, _scale_of(spec)))
+            vector = identity.vector if identity is not None else None
             self.loras.activate(modes.base, self._adapters(spec, avatar))
             pipe.scheduler = make_scheduler(spec.sampler, modes.default_scheduler)
             control_kwargs: dict[str, Any] = {}
@@ -562,6 +792,7 @@ class Engine:
                     "generator": [torch.Generator("cpu").manual_seed(s) for s in chunk_seeds],
                     "callback_on_step_end": progress.callback(main_steps),
                     **control_kwargs,
+                    **_identity_kwargs(pipe, adapter, [vector] * len(chunk_seeds), spec.guidance),
                 }
                 if inputs.mode != "txt2img":
                     assert inputs.strength is not None  # img2img and inpaint inputs carry one
@@ -569,12 +800,22 @@ class Engine:
                         image=inputs.image, mask_image=inputs.mask, strength=float(inputs.strength)
                     )
                 phase = time.perf_counter()
-                images += _call(pipe, **call)
+                with _identity_rows(pipe, adapter):
+                    images += _call(pipe, **call)
                 timings["pipeline_s"] += time.perf_counter() - phase
             if spec.face_refine is not None:
                 phase = time.perf_counter()
                 images = self._refine_faces(
-                    spec, modes, avatar, prompt, images, seeds, progress, face_steps
+                    spec,
+                    modes,
+                    avatar,
+                    prompt,
+                    images,
+                    seeds,
+                    progress,
+                    face_steps,
+                    adapter,
+                    vector,
                 )
                 timings["face_pass_s"] = time.perf_counter() - phase
         progress.finish()
@@ -586,6 +827,7 @@ class Engine:
         specs: Sequence[RenderSpec],
         *,
         avatar_source: AvatarSource | None = None,
+        identity_source: IdentitySource | None = None,
         reference_embeddings: Sequence[np.ndarray | None] | None = None,
         labels: Sequence[LabelOptions | None] | None = None,
         on_progress: ProgressCallback | None = None,
@@ -595,6 +837,7 @@ class Engine:
         return self.start_render_batch(
             specs,
             avatar_source=avatar_source,
+            identity_source=identity_source,
             reference_embeddings=reference_embeddings,
             labels=labels,
             on_progress=on_progress,
@@ -606,30 +849,36 @@ class Engine:
         specs: Sequence[RenderSpec],
         *,
         avatar_source: AvatarSource | None = None,
+        identity_source: IdentitySource | None = None,
         reference_embeddings: Sequence[np.ndarray | None] | None = None,
         labels: Sequence[LabelOptions | None] | None = None,
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> PendingRender:
-        """Render several compatible specs (e.g. different users') in one pipeline call.
+        """Render several compatible specs (e.g. different users') in one denoising pass.
 
         Every spec must have the same `engine.batching.batch_key` (not None): txt2img, with or
-        without ControlNets, one image each. Sample ``i`` gets spec ``i``'s prompt (with its
-        avatar's trigger), negative prompt, seed (its own CPU generator), control images and
-        avatar LoRA at its weight. Avatars come from the pipeline's `engine.adapters.AvatarPool`
-        (resident avatars, per-sample slot indices, styles through peft as in `render`) when
-        they fit it; otherwise (text-encoder avatars, too many, other ranks) from
-        `engine.adapters.per_sample_adapters`: each distinct avatar and weight is loaded under
-        its own adapter name for the call, with style LoRAs combined into each sample's
-        adapter (`engine.batching.combined_lora`). ``last_batch_path`` says which. Specs
-        without an avatar use the base model (plus the styles). Each result equals the spec's
-        own `render` within float tolerance (batched kernels may sum in another order).
+        without ControlNets. Every candidate of every spec is one sample (spec order, then
+        seed order): it gets its spec's prompt (with its avatar's trigger), negative prompt,
+        its own seed (its own CPU generator, as in `render`), control images, avatar LoRA at
+        its weight and identity embedding (`engine.identity`; the specs share the identity
+        scale, part of the key). The samples are denoised in pipeline calls of at most
+        ``max_batch`` samples (all at once when None). Avatars come from the pipeline's
+        `engine.adapters.AvatarPool` (resident avatars, per-sample slot indices, styles through
+        peft as in `render`) when they fit it; otherwise (text-encoder avatars, too many, other
+        ranks) from `engine.adapters.per_sample_adapters`: each distinct avatar and weight is
+        loaded under its own adapter name for the call, with style LoRAs combined into each
+        sample's adapter (`engine.batching.combined_lora`). ``last_batch_path`` says which.
+        Specs without an avatar use the base model (plus the styles). Each spec's result
+        equals its own `render` within float tolerance (batched kernels may sum in another
+        order).
 
         The `PendingRender`'s ``results()`` has one list per spec, in order, as `render` would
-        return it: scored against ``reference_embeddings[i]`` and labelled with ``labels[i]``
-        where given (None entries: nothing). ``on_progress`` / ``should_cancel`` work as in `render` over the one pass.
-        The pipeline's adapters (avatar slot, styles, active adapters and weights) are as
-        before the call afterwards, also when it fails or is canceled.
+        return it: its candidates scored against ``reference_embeddings[i]`` (best ``keep``
+        kept) and labelled with ``labels[i]`` where given (None entries: nothing).
+        ``on_progress`` / ``should_cancel`` work as in `render` over the pipeline calls.
+        The pipeline's adapters (avatar slot, styles, active adapters and weights, identity
+        scale) are as before the call afterwards, also when it fails or is canceled.
         """
         from engine.adapters import loaded_adapters, per_sample_adapters, preserved_adapter_state
         from engine.batching import batch_key
@@ -647,14 +896,14 @@ class Engine:
             if batch_key(spec) is None:
                 raise SpecError(
                     f"specs.{index}",
-                    "cannot be batched (only txt2img or txt2img+ControlNet specs with one image, "
+                    "cannot be batched (only txt2img or txt2img+ControlNet specs, "
                     "no lighting, reference or face_refine)",
                 )
             if batch_key(spec) != key:
                 raise SpecError(
                     f"specs.{index}",
                     "is not batch-compatible with specs.0 (base model, size, steps, guidance, "
-                    "sampler, controls and style LoRAs must agree)",
+                    "sampler, controls, style LoRAs and identity scale must agree)",
                 )
         first = specs[0]
         model = self._base_model(first)
@@ -662,6 +911,10 @@ class Engine:
         if should_cancel is not None and should_cancel():
             raise RenderCanceled("canceled before the first step")
         avatars = [self._avatar(spec, avatar_source) for spec in specs]
+        identities = [
+            self._identity_embedding(spec, identity_source, f"specs.{j}.identity")
+            for j, spec in enumerate(specs)
+        ]
         prompts = [
             spec.resolved_prompt(avatar.trigger if avatar else None)
             for spec, avatar in zip(specs, avatars, strict=True)
@@ -685,88 +938,118 @@ class Engine:
             for name, load in [self._style_lora(i, lora)]
         ]
         # One adapter per distinct (avatar revision, weight); None: no avatar.
-        sample_keys: list[tuple[str, float] | None] = []
+        spec_keys: list[tuple[str, float] | None] = []
         by_key: dict[tuple[str, float], AvatarLora] = {}
         for spec, avatar in zip(specs, avatars, strict=True):
             if avatar is None or spec.avatar is None:
-                sample_keys.append(None)
+                spec_keys.append(None)
                 continue
             weight = float(min(spec.avatar.weight, MAX_AVATAR_WEIGHT))
-            identity = (f"{avatar.avatar_id}@{avatar.revision}", weight)
-            by_key.setdefault(identity, avatar)
-            sample_keys.append(identity)
+            avatar_key = (f"{avatar.avatar_id}@{avatar.revision}", weight)
+            by_key.setdefault(avatar_key, avatar)
+            spec_keys.append(avatar_key)
         names = {
-            identity: adapter_name("batch", f"{identity[0]}#{identity[1]!r}") for identity in by_key
+            avatar_key: adapter_name("batch", f"{avatar_key[0]}#{avatar_key[1]!r}")
+            for avatar_key in by_key
         }
-        progress = _Progress(on_progress, should_cancel, first.steps)
+        # Every candidate of every spec is a sample: (spec index, seed).
+        samples = [(j, seed) for j, spec in enumerate(specs) for seed in spec.candidate_seeds]
+        chunk = self.max_batch or len(samples)
+        chunks = [samples[i : i + chunk] for i in range(0, len(samples), chunk)]
+        progress = _Progress(on_progress, should_cancel, first.steps * len(chunks))
         pipe = modes.get("txt2img", controlnets)
         base = modes.base
-        with self._lock:
-            self._ensure_avatar_slot(base)
+        images: list[Image.Image] = []
+        with self._lock, contextlib.ExitStack() as adapters:
+            fields = [f"specs.{j}.identity" for j in range(count)]
+            identity_adapter = self._identity_inputs(model, base, identities, fields)
+            if identity_adapter is not None:
+                adapters.enter_context(_identity_scale(base, identity_adapter, _scale_of(first)))
             pipe.scheduler = make_scheduler(first.sampler, modes.default_scheduler)
-            pool = self._avatar_pool(base, by_key)
-            adapters = contextlib.ExitStack()
-            try:
-                if pool is not None:
-                    # Styles through peft as in a single render; each sample's avatar from the
-                    # pool (resident avatars load nothing, nothing is hooked or unloaded).
-                    adapters.enter_context(preserved_adapter_state(base))
-                    self.loras.activate(base, self._adapters(first, None))
-                    adapters.enter_context(
-                        pool.batch(
-                            [None if k is None else (k[0], k[1]) for k in sample_keys],
-                            {identity[0]: avatar.state_dict for identity, avatar in by_key.items()},
-                        )
+            # A batch without LoRAs touches no adapter (no slot or pool is created for it).
+            any_lora = bool(by_key or styles)
+            if any_lora:
+                self._ensure_avatar_slot(base)
+            pool = self._avatar_pool(base, by_key) if any_lora else None
+            if not any_lora:
+                # Whatever LoRA an earlier render left active is off for the batch.
+                adapters.enter_context(preserved_adapter_state(base))
+                self.loras.activate(base, [])
+            elif pool is not None:
+                # Styles through peft as in a single render; each sample's avatar from the
+                # pool (resident avatars load nothing, nothing is hooked or unloaded).
+                adapters.enter_context(preserved_adapter_state(base))
+                self.loras.activate(base, self._adapters(first, None))
+                state_dicts = {k[0]: avatar.state_dict for k, avatar in by_key.items()}
+            else:
+                loras, spec_names, weights = self._batch_adapters(
+                    base, styles, by_key, spec_keys, names
+                )
+                adapters.enter_context(loaded_adapters(base, loras))
+            self.last_batch_path = (
+                "base" if not any_lora else "pool" if pool is not None else "per_sample_adapters"
+            )
+            for part in chunks:
+                rows = [j for j, _seed in part]
+                per_sample: contextlib.AbstractContextManager[Any]
+                if not any_lora:
+                    per_sample = contextlib.nullcontext()
+                elif pool is not None:
+                    per_sample = pool.batch(
+                        [None if spec_keys[j] is None else spec_keys[j] for j in rows],
+                        state_dicts,
                     )
                 else:
-                    loras, sample_names, weights = self._batch_adapters(
-                        base, styles, by_key, sample_keys, names
+                    per_sample = per_sample_adapters(
+                        base, [spec_names[j] for j in rows], weights=weights
                     )
-                    adapters.enter_context(loaded_adapters(base, loras))
-                    adapters.enter_context(per_sample_adapters(base, sample_names, weights=weights))
-            except BaseException:
-                adapters.close()  # unload what was loaded, restore what was changed
-                raise
-            self.last_batch_path = "pool" if pool is not None else "per_sample_adapters"
-            control_kwargs: dict[str, Any] = {}
-            if controls := first.controls:
-                single = len(controls) == 1
-                control_kwargs = {
-                    "image": [images[0] if single else images for images in control_images],
-                    "controlnet_conditioning_scale": (
-                        float(controls[0].conditioning_scale)
-                        if single
-                        else [float(c.conditioning_scale) for c in controls]
-                    ),
-                    "control_guidance_start": [float(c.start) for c in controls],
-                    "control_guidance_end": [float(c.end) for c in controls],
-                }
-            negative = [spec.negative_prompt for spec in specs] if first.negative_prompt else None
-            with adapters:
-                phase = time.perf_counter()
-                images = _call(
-                    pipe,
-                    prompt=prompts,
-                    negative_prompt=negative,
-                    num_inference_steps=first.steps,
-                    guidance_scale=float(first.guidance),
-                    width=first.width,
-                    height=first.height,
-                    num_images_per_prompt=1,
-                    generator=[
-                        torch.Generator("cpu").manual_seed(spec.candidate_seeds[0])
-                        for spec in specs
-                    ],
-                    callback_on_step_end=progress.callback(first.steps),
-                    **control_kwargs,
+                control_kwargs: dict[str, Any] = {}
+                if controls := first.controls:
+                    single = len(controls) == 1
+                    control_kwargs = {
+                        "image": [
+                            control_images[j][0] if single else control_images[j] for j in rows
+                        ],
+                        "controlnet_conditioning_scale": (
+                            float(controls[0].conditioning_scale)
+                            if single
+                            else [float(c.conditioning_scale) for c in controls]
+                        ),
+                        "control_guidance_start": [float(c.start) for c in controls],
+                        "control_guidance_end": [float(c.end) for c in controls],
+                    }
+                negative = (
+                    [specs[j].negative_prompt for j in rows] if first.negative_prompt else None
                 )
-                timings["pipeline_s"] = time.perf_counter() - phase
+                vectors = [
+                    identity.vector if identity is not None else None
+                    for identity in (identities[j] for j in rows)
+                ]
+                with per_sample, _identity_rows(pipe, identity_adapter):
+                    phase = time.perf_counter()
+                    images += _call(
+                        pipe,
+                        prompt=[prompts[j] for j in rows],
+                        negative_prompt=negative,
+                        num_inference_steps=first.steps,
+                        guidance_scale=float(first.guidance),
+                        width=first.width,
+                        height=first.height,
+                        num_images_per_prompt=1,
+                        generator=[torch.Generator("cpu").manual_seed(seed) for _j, seed in part],
+                        callback_on_step_end=progress.callback(first.steps),
+                        **control_kwargs,
+                        **_identity_kwargs(pipe, identity_adapter, vectors, first.guidance),
+                    )
+                    timings["pipeline_s"] += time.perf_counter() - phase
         progress.finish()
-        per_spec = zip(specs, images, references, label_list, strict=True)
-        finishing = [
-            self._submit_finish(spec, [image], spec.candidate_seeds, reference, label)
-            for spec, image, reference, label in per_spec
-        ]
+        finishing = []
+        start = 0
+        for spec, reference, label in zip(specs, references, label_list, strict=True):
+            seeds = spec.candidate_seeds
+            mine = images[start : start + len(seeds)]
+            start += len(seeds)
+            finishing.append(self._submit_finish(spec, mine, seeds, reference, label))
         return PendingRender(self, finishing, timings, started)
 
     def _ensure_avatar_slot(self, base: DiffusionPipeline) -> None:
@@ -858,8 +1141,11 @@ class Engine:
         seeds: Sequence[int],
         progress: _Progress,
         face_steps: int,
+        identity_adapter: LoadedIdentityAdapter | None = None,
+        identity_vector: np.ndarray | None = None,
     ) -> list[Image.Image]:
-        """Inpaint each output's face crop with the avatar boosted; paste it back feathered."""
+        """Inpaint each output's face crop with the avatar boosted (and the identity, when
+        given, at the render's scale); paste it back feathered."""
         refine = spec.face_refine
         assert refine is not None
         detect = self._face_detector
@@ -889,20 +1175,26 @@ class Engine:
         )
         pipe = modes.get("inpaint")
         pipe.scheduler = make_scheduler(spec.sampler, modes.default_scheduler)
-        redrawn = _call(
-            pipe,
-            prompt=[prompt] * len(jobs),
-            negative_prompt=[spec.negative_prompt] * len(jobs) if spec.negative_prompt else None,
-            image=[job[4] for job in jobs],
-            mask_image=[job[5] for job in jobs],
-            strength=float(refine.strength),
-            num_inference_steps=spec.steps,
-            guidance_scale=float(spec.guidance),
-            width=size,
-            height=size,
-            generator=[torch.Generator("cpu").manual_seed(seeds[job[0]]) for job in jobs],
-            callback_on_step_end=progress.callback(face_steps),
-        )
+        with _identity_rows(pipe, identity_adapter):
+            redrawn = _call(
+                pipe,
+                prompt=[prompt] * len(jobs),
+                negative_prompt=[spec.negative_prompt] * len(jobs)
+                if spec.negative_prompt
+                else None,
+                image=[job[4] for job in jobs],
+                mask_image=[job[5] for job in jobs],
+                strength=float(refine.strength),
+                num_inference_steps=spec.steps,
+                guidance_scale=float(spec.guidance),
+                width=size,
+                height=size,
+                generator=[torch.Generator("cpu").manual_seed(seeds[job[0]]) for job in jobs],
+                callback_on_step_end=progress.callback(face_steps),
+                **_identity_kwargs(
+                    pipe, identity_adapter, [identity_vector] * len(jobs), spec.guidance
+                ),
+            )
         images = list(images)
         for (index, left, top, side, _crop, mask), face in zip(jobs, redrawn, strict=True):
             out = images[index].copy()

@@ -7,9 +7,10 @@ the same way, so what the benchmark measures is what the worker runs::
     engine = build_engine(registry, device="auto", profile=profile)
 
 `build_engine` creates the Engine with the profile's dtype and batch cap, prepares every base
-pipeline it loads (the avatar hot-swap slot first, then `engine.pipelines.apply_speed_options`:
-QKV fusion, channels_last, ``torch.compile``), loads the default base model and warms up the
-configured batch buckets, so the first user request pays no load and no compilation.
+pipeline it loads (the registry's identity adapter is loaded with the pipeline, then the avatar
+hot-swap slot, then `engine.pipelines.apply_speed_options`: QKV fusion, channels_last,
+``torch.compile``), loads the default base model and warms up the configured batch buckets, so
+the first user request pays no load and no compilation.
 
 This module imports no torch at import time: a settings module can build a profile cheaply.
 """
@@ -17,6 +18,7 @@ This module imports no torch at import time: a settings module can build a profi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 ENV_PREFIX = "ENGINE_SERVING_"
 WARMUP_PROMPT = "a portrait photo of a person"
 WARMUP_AVATAR_ID = "__serving_warmup__"
+WARMUP_IDENTITY_SCALE = 0.6  # engine.spec.IdentityRef's default scale
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _AUTO = {"", "auto", "none", "null"}
@@ -55,9 +58,13 @@ class ServingProfile:
         fuse_qkv: fuse attention Q/K/V projections (diffusers' ``fuse_qkv_projections``).
             With ``avatars`` on, only the VAE is fused: a fused UNet attention bypasses the
             ``to_q``/``to_k``/``to_v`` layers where avatar and style LoRAs live. With
-            ``avatars`` off the UNet is fused too, and LoRA renders are refused.
+            ``avatars`` off the UNet is fused too, and LoRA and identity renders are refused
+            (the fused attention replaces the identity adapter's too).
         compile: ``torch.compile`` the UNet. Each new shape (batch bucket, resolution, LoRA
-            on/off) compiles once; warm up the buckets you serve.
+            on/off, identity scale) compiles once; warm up the buckets you serve. Identity
+            embeddings are inputs of a fixed shape per bucket: new identities never recompile;
+            the adapter scale is a constant of the graph (the warm-up covers 0, no identity,
+            and the default 0.6; each other scale compiles once).
         compile_mode: torch.compile's ``mode`` (``default``, ``reduce-overhead``,
             ``max-autotune``, ``max-autotune-no-cudagraphs``); ``None`` is ``default``.
             max-autotune modes compile for minutes per shape on a full-size UNet.
@@ -283,7 +290,9 @@ def build_engine(
     """The `Engine` a worker (or the benchmark) serves with, ready for its first request.
 
     Every base pipeline the engine loads (now or later, any model key) is prepared in the
-    engine's load hook: with ``profile.avatars`` its avatar hot-swap slot is created first
+    engine's load hook: the registry's identity adapter for it is already loaded
+    (`Engine` ``identity_adapters="eager"``; ``off`` when the profile fuses the UNet's
+    attention); with ``profile.avatars`` its avatar hot-swap slot is created first
     (`engine.loras.SlotLoraManager.ensure_slot`: it must exist before compiling, so avatar
     swaps never recompile), then `engine.pipelines.apply_speed_options` applies QKV fusion,
     channels_last and torch.compile as the profile says. The default base model is loaded
@@ -319,11 +328,15 @@ def build_engine(
             fuse_qkv=profile.fuse_qkv_for(),  # fusion happens before the compile
         )
         applied["prepare_seconds"] = time.perf_counter() - started
+        identity = engine.identity_adapter_of(pipeline)
+        applied["identity_adapter"] = identity.key if identity is not None else None
         report["models"][model.key] = applied
 
     kwargs = {
         "max_batch": profile.max_batch,
         "postprocess_workers": profile.postprocess_workers,
+        # A fused UNet attention would replace the identity adapter's layers.
+        "identity_adapters": "off" if profile.fuse_qkv_for() == "all" else "eager",
         **engine_kwargs,
     }
     if profile.avatars and "lora_manager" not in kwargs:
@@ -357,11 +370,17 @@ def warm_up_engine(
     avatar LoRA hot-swapped into the slot (LoRA on and off are different compiled graphs);
     the slot is emptied afterwards, so the first real avatar loads as usual and renders stay
     equal to the base model until then. Buckets above 1 are also rendered as a batch through
-    the avatar pool (`Engine.render_batch`), the graph of mixed-avatar batches. Returns one
-    timing row per render.
+    the avatar pool (`Engine.render_batch`), the graph of mixed-avatar batches. With an
+    identity adapter loaded, each of these renders is repeated with a zero identity at the
+    default scale (identity off and on are different graphs: the adapter's scale is a
+    constant; the identity embeddings are inputs, so new identities never recompile).
+    Returns one timing row per render (``avatar``: False, True or "pool"; ``identity``).
     """
+    import numpy as np
+
+    from engine.identity import IdentityEmbedding
     from engine.loras import AvatarLora, random_lora_state_dict
-    from engine.spec import AvatarRef, RenderSpec
+    from engine.spec import AvatarRef, IdentityRef, RenderSpec
 
     engine.postprocess.start()  # its processes load their models during the renders below
     pipeline = engine.pipeline()
@@ -376,43 +395,81 @@ def warm_up_engine(
     variants: list[AvatarRef | None] = [None]
     if profile.avatars:
         variants.append(AvatarRef(WARMUP_AVATAR_ID))
+    adapter = engine.identity_adapter()
+    identities: list[IdentityRef | None] = [None]
+    warm_identity = None
+    if adapter is not None:
+        identities.append(IdentityRef(WARMUP_AVATAR_ID, scale=WARMUP_IDENTITY_SCALE))
+        warm_identity = IdentityEmbedding(
+            WARMUP_AVATAR_ID, adapter.key, adapter.kind, np.zeros(adapter.dim, np.float32)
+        )
+
+    def avatar_source(_avatar_id: str) -> AvatarLora:
+        return zero
+
+    def identity_source(_avatar_id: str) -> IdentityEmbedding:
+        assert warm_identity is not None
+        return warm_identity
+
     rows: list[dict[str, Any]] = []
+
+    def timed(row: dict[str, Any], render: Callable[[], Any]) -> None:
+        started = time.perf_counter()
+        render()
+        row["seconds"] = time.perf_counter() - started
+        rows.append(row)
+        if log:
+            log(
+                f"serving: warm-up batch {row['batch_size']} avatar={row['avatar']} "
+                f"identity={row['identity']} {row['seconds']:.1f}s"
+            )
+
     for batch in profile.warmup_batch_sizes:
         for avatar in variants:
-            spec = RenderSpec(
-                prompt="{subject}, " + WARMUP_PROMPT if avatar else WARMUP_PROMPT,
-                seed=0,
-                num_images=batch,
-                steps=profile.warmup_steps,
-                guidance=float(profile.warmup_guidance),
-                width=size,
-                height=size,
-                avatar=avatar,
-            )
-            started = time.perf_counter()
-            engine.render(spec, avatar_source=lambda _avatar_id: zero)
-            seconds = time.perf_counter() - started
-            rows.append({"batch_size": batch, "avatar": avatar is not None, "seconds": seconds})
-            if log:
-                log(f"serving: warm-up batch {batch} avatar={avatar is not None} {seconds:.1f}s")
+            for identity in identities:
+                spec = RenderSpec(
+                    prompt="{subject}, " + WARMUP_PROMPT if avatar else WARMUP_PROMPT,
+                    seed=0,
+                    num_images=batch,
+                    steps=profile.warmup_steps,
+                    guidance=float(profile.warmup_guidance),
+                    width=size,
+                    height=size,
+                    avatar=avatar,
+                    identity=identity,
+                )
+                timed(
+                    {"batch_size": batch, "avatar": avatar is not None, "identity": bool(identity)},
+                    functools.partial(
+                        engine.render,
+                        spec,
+                        avatar_source=avatar_source,
+                        identity_source=identity_source,
+                    ),
+                )
         pool = getattr(engine.loras, "pool", None)
         if batch > 1 and pool is not None and pool(pipeline, create=False) is not None:
             # A batch of different users' avatars runs the pool's per-sample graph.
-            spec = RenderSpec(
-                prompt="{subject}, " + WARMUP_PROMPT,
-                seed=0,
-                steps=profile.warmup_steps,
-                guidance=float(profile.warmup_guidance),
-                width=size,
-                height=size,
-                avatar=AvatarRef(WARMUP_AVATAR_ID),
-            )
-            started = time.perf_counter()
-            engine.render_batch([spec] * batch, avatar_source=lambda _avatar_id: zero)
-            seconds = time.perf_counter() - started
-            rows.append({"batch_size": batch, "avatar": "pool", "seconds": seconds})
-            if log:
-                log(f"serving: warm-up batch {batch} avatar pool {seconds:.1f}s")
+            for identity in identities:
+                spec = RenderSpec(
+                    prompt="{subject}, " + WARMUP_PROMPT,
+                    seed=0,
+                    steps=profile.warmup_steps,
+                    guidance=float(profile.warmup_guidance),
+                    width=size,
+                    height=size,
+                    avatar=AvatarRef(WARMUP_AVATAR_ID),
+                    identity=identity,
+                )
+                timed(
+                    {"batch_size": batch, "avatar": "pool", "identity": bool(identity)},
+                    functools.partial(
+                        engine.render_batch,
+                        [spec] * batch,
+                        avatar_source=avatar_source,
+                        identity_source=identity_source,
+                    ),
+                )
     slot = getattr(engine.loras, "slot", lambda _p: None)(pipeline)
     if slot is not None:
         slot.evict()

@@ -13,6 +13,8 @@ Version 2 (a superset of version 1: every v1 spec is still valid and renders the
       "base_model": null,                   # registry key; null = default base
       "style_loras": [{"key": "urban-style", "weight": 0.7}],   # or {"path": ..., "weight": ...}
       "avatar": {"id": "a1b2", "weight": 0.95},                 # weights come from AvatarSource
+      "identity": {"id": "a1b2", "scale": 0.6},  # instant identity (engine.identity), with or
+                                                 # without the avatar LoRA
       "controls": [{"kind": "pose", "image": <bytes|PIL>, "conditioning_scale": 1.0,
                     "start": 0.0, "end": 1.0}],
       "lighting": {"image": <bytes|PIL>, "strength": 0.7},      # light map as img2img start
@@ -54,6 +56,7 @@ MAX_CONTROLS = 3
 MAX_LORA_WEIGHT = 2.0
 MAX_AVATAR_WEIGHT = 1.5
 MAX_CONDITIONING_SCALE = 2.0
+MAX_IDENTITY_SCALE = 2.0
 MAX_REFINE_LEVEL = 10
 SUBJECT_PLACEHOLDER = "{subject}"
 DEFAULT_SUBJECT = "a person"
@@ -191,6 +194,21 @@ class AvatarRef:
 
 
 @dataclass(frozen=True)
+class IdentityRef:
+    """The user's identity embedding by id (`engine.identity`: the engine gets it from an
+    `IdentitySource`), applied through the base model's identity adapter at ``scale``.
+    Renders in one batch share one scale (`engine.batching.batch_key`)."""
+
+    id: str
+    scale: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise SpecError("id", "must be a non-empty identity id")
+        _check_float("scale", self.scale, 0.0, MAX_IDENTITY_SCALE)
+
+
+@dataclass(frozen=True)
 class ControlSpec:
     """A ControlNet condition: a ready conditioning image (pose skeleton, edges, depth map).
 
@@ -306,6 +324,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
     "sampler": _optional(lambda f, v: _check_choice(f, v, SAMPLERS)),
     "style_loras": _no_check,
     "avatar": _no_check,
+    "identity": _no_check,
     "controls": _no_check,
     "lighting": _no_check,
     "reference": _no_check,
@@ -317,6 +336,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
 _NESTED: dict[str, tuple[type, int | None]] = {
     "style_loras": (LoraRef, MAX_STYLE_LORAS),
     "avatar": (AvatarRef, None),
+    "identity": (IdentityRef, None),
     "controls": (ControlSpec, MAX_CONTROLS),
     "lighting": (LightingSpec, None),
     "reference": (ReferenceSpec, None),
@@ -358,6 +378,7 @@ class RenderSpec:
     reference: ReferenceSpec | None = None
     face_refine: FaceRefineSpec | None = None
     refine_level: int = 0
+    identity: IdentityRef | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, list):

@@ -242,7 +242,8 @@ def _shared_weight_clone(model: _Module) -> _Module:
     """A new module tree over the same base weight storage, without peft LoRA layers.
 
     See the module docstring: parameters become fresh frozen ``Parameter`` objects over the
-    same memory, buffers are shared, and peft wrappers are replaced by their base layers.
+    same memory, buffers are shared, and peft wrappers are replaced by their base layers. An
+    identity adapter (IP-Adapter) in the UNet is left out of the copy too.
     """
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -263,6 +264,9 @@ def _shared_weight_clone(model: _Module) -> _Module:
         parent_name, _, child_name = name.rpartition(".")
         parent = clone.get_submodule(parent_name) if parent_name else clone
         setattr(parent, child_name, module.get_base_layer())
+    from engine.identity import strip_identity_adapter
+
+    strip_identity_adapter(clone)  # an avatar trains on the plain base UNet, no IP-Adapter
     clone.__dict__.pop("peft_config", None)
     if hasattr(clone, "_hf_peft_config_loaded"):
         clone._hf_peft_config_loaded = False

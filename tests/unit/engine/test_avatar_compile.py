@@ -54,7 +54,8 @@ def test_five_avatars_at_five_weights_cause_no_recompile(tiny_registry: ModelReg
     torch._dynamo.reset()
     compiles = CompileCounter()
     profile = ServingProfile(compile=True, compile_backend=compiles, warmup_batch_sizes=(1,))
-    engine = build_engine(tiny_registry, device="cpu", profile=profile)
+    # Avatars only (identity batches: the last test; off keeps this test's warm-up short).
+    engine = build_engine(tiny_registry, device="cpu", profile=profile, identity_adapters="off")
     pipeline = engine.pipeline()
     warm = compiles.frame_count
     assert warm >= 2  # the warm-up compiled LoRA off and LoRA on
@@ -98,7 +99,7 @@ def test_mixed_avatar_batches_cause_no_recompile(tiny_registry: ModelRegistry):
     profile = ServingProfile(
         compile=True, compile_backend=compiles, warmup_batch_sizes=(2,), postprocess_workers=0
     )
-    engine = build_engine(tiny_registry, device="cpu", profile=profile)
+    engine = build_engine(tiny_registry, device="cpu", profile=profile, identity_adapters="off")
     warm = compiles.frame_count
     pool = engine.loras.pool(engine.pipeline(), create=False)
     assert pool is not None and pool.resident == []  # the warm-up avatar was evicted
@@ -131,3 +132,47 @@ def test_mixed_avatar_batches_cause_no_recompile(tiny_registry: ModelRegistry):
     assert recompiles == 0, f"{recompiles} recompiles after warm-up"
     assert len(set(images)) == len(images)
     assert pool.loads - warm_loads == len(WEIGHTS)  # each avatar copied into a slot once
+
+
+def test_batches_of_different_identities_cause_no_recompile(tiny_registry: ModelRegistry):
+    """Identity embeddings are inputs of a fixed shape per batch size: new identities in a
+    batch are data, never a new graph (the warm-up compiled identity off and on)."""
+    import numpy as np
+
+    from engine.identity import IdentityEmbedding
+
+    torch._dynamo.reset()
+    compiles = CompileCounter()
+    profile = ServingProfile(
+        compile=True,
+        compile_backend=compiles,
+        warmup_batch_sizes=(2,),
+        avatars=False,
+        postprocess_workers=0,
+    )
+    engine = build_engine(tiny_registry, device="cpu", profile=profile)
+    assert engine.serving["models"]["tiny"]["identity_adapter"] == "tiny-identity"
+    warm = compiles.frame_count
+    assert warm >= 2  # identity off (scale 0) and on are two graphs
+    rng = np.random.default_rng(0)
+    identities = {
+        f"u{i}": IdentityEmbedding(
+            f"u{i}", "tiny-identity", "image_encoder", rng.normal(size=32).astype(np.float32)
+        )
+        for i in range(6)
+    }
+    images = []
+    for i in range(3):
+        specs = [
+            RenderSpec(
+                prompt="portrait", seed=4, steps=2, width=64, height=64, identity={"id": f"u{j}"}
+            )
+            for j in (2 * i, 2 * i + 1)
+        ]
+        results = engine.render_batch(specs, identity_source=identities.__getitem__)
+        images += [result[0].png_bytes for result in results]
+    plain = RenderSpec(prompt="portrait", seed=4, steps=2, width=64, height=64, num_images=2)
+    engine.render(plain)  # back to no identity: its graph is cached too
+    recompiles = compiles.frame_count - warm
+    assert recompiles == 0, f"{recompiles} recompiles after warm-up"
+    assert len(set(images)) == len(images)  # every identity really changed the image

@@ -158,8 +158,6 @@ def test_batch_key_separates_what_must_agree(fields):
 @pytest.mark.parametrize(
     "fields",
     [
-        {"num_images": 2},
-        {"seeds": [1, 2], "seed": None},
         {"lighting": {"image": _pose(8)}},
         {"reference": {"image": _pose(8), "strength": 0.5}},
         {"face_refine": {"strength": 0.5}},
@@ -169,12 +167,19 @@ def test_unbatchable_specs_have_no_key(fields):
     assert batch_key(RenderSpec.from_dict({"prompt": "a", "seed": 1, **fields})) is None
 
 
+def test_specs_with_several_candidates_batch_too():
+    """Each candidate becomes a sample of the batch (test_identity.py renders such batches)."""
+    key = batch_key(RenderSpec(prompt="a", seed=1))
+    assert batch_key(RenderSpec(prompt="a", seed=1, num_images=2)) == key
+    assert batch_key(RenderSpec(prompt="a", seeds=[1, 2], keep=1)) == key
+
+
 def test_group_by_key():
     specs = [
         RenderSpec(prompt="a", seed=1),
         RenderSpec(prompt="b", seed=2, steps=2),
-        RenderSpec(prompt="c", seed=3),
-        RenderSpec(prompt="d", seed=4, num_images=2),
+        RenderSpec(prompt="c", seed=3, num_images=2),
+        RenderSpec(prompt="d", seed=4, face_refine={"strength": 0.5}),
     ]
     groups = group_by_key(specs)
     assert sorted(groups.values()) == [[0, 2], [1], [3]]
@@ -293,7 +298,7 @@ def test_incompatible_specs_are_rejected(engine: Engine):
     for other, field in [
         (RenderSpec(prompt="a", seed=2, steps=2), "specs.1"),
         (RenderSpec(prompt="a", seed=2, width=128), "specs.1"),
-        (RenderSpec(prompt="a", seed=2, num_images=2), "specs.1"),
+        (RenderSpec(prompt="a", seed=2, identity={"id": "x"}), "specs.1"),
         (RenderSpec(prompt="a", seed=2, face_refine={"strength": 0.5}), "specs.1"),
     ]:
         with pytest.raises(SpecError) as info:

@@ -12,6 +12,7 @@ SECTIONS = (
     "adapter_switch",
     "mixed_batch",
     "batch_render",
+    "identity",
     "memory",
 )
 
@@ -44,7 +45,12 @@ def test_bench_tiny_writes_every_section(tmp_path: Path, capsys):
     assert batched["status"] == "ok" and batched["requests"] == 2
     assert batched["batch_images_per_s"] > 0 and batched["sequential_images_per_s"] > 0
     assert batched["max_pixel_diff"] <= 1  # the batch equals the single renders up to rounding
+    identity = report["identity"]  # the tiny profile's identity adapter
+    assert identity["status"] == "ok" and identity["adapter"] == "tiny-identity"
+    assert identity["photos"] == 20 and 0 < identity["build_seconds"] < 1
+    assert identity["mixed_images_per_s"] > 0 and identity["one_identity_images_per_s"] > 0
     table = capsys.readouterr().out
+    assert "identity (tiny-identity)" in table
     assert (
         "images/s" in table
         and "hot-swap" in table

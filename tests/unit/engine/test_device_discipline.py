@@ -280,3 +280,79 @@ def test_canceled_render_is_not_taken_for_a_device_problem(
     with strict_devices(device, expected=(RenderCanceled,)) as run:
         engine.render(spec, should_cancel=lambda: True)
     assert isinstance(run.stopped, RenderCanceled)
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def _identities(count: int) -> dict[str, Any]:
+    import numpy as np
+
+    from engine.identity import IdentityEmbedding
+
+    rng = np.random.default_rng(0)
+    return {
+        f"u{i}": IdentityEmbedding(
+            f"u{i}", "tiny-identity", "image_encoder", rng.normal(size=32).astype(np.float32)
+        )
+        for i in range(count)
+    }
+
+
+def test_identity_render_and_batch_keep_every_tensor_on_the_model_device(
+    device: str, tiny_registry: ModelRegistry
+):
+    """The identity adapter (loaded with the pipeline, on its device), the embeddings made
+    from the identity vectors, the guidance negatives and the per-sample batch rows."""
+    identities = _identities(4)
+    engine = Engine(tiny_registry, device=device, identity_source=identities.__getitem__)
+    base = engine.pipeline()
+    adapter = engine.identity_adapter()
+    assert adapter is not None
+    ip_devices = {p.device.type for n, p in base.unet.named_parameters() if "_ip." in n}
+    ip_devices |= {p.device.type for p in base.unet.encoder_hid_proj.parameters()}
+    assert ip_devices == {device.split(":")[0]}
+    spec = RenderSpec(prompt="a photo", seed=1, steps=2, width=64, height=64, identity={"id": "u0"})
+    _render_checked(device, engine, lambda: engine.render(spec))
+    specs = [
+        RenderSpec(
+            prompt="a photo",
+            seed=10 + i,
+            steps=2,
+            width=64,
+            height=64,
+            num_images=2 if i == 0 else 1,
+            identity={"id": f"u{i}"},
+        )
+        for i in range(4)
+    ]
+    seen_embeds: list[str] = []
+
+    def projection_hook(_module: Any, args: Any, _output: Any) -> None:
+        seen_embeds.extend(str(embeds.device) for embeds in args[0])
+
+    handle = base.unet.encoder_hid_proj.register_forward_hook(projection_hook)
+    try:
+        _render_checked(device, engine, lambda: engine.render_batch(specs))
+    finally:
+        handle.remove()
+    assert seen_embeds and {d.split(":")[0] for d in seen_embeds} == {device.split(":")[0]}
+    assert adapter.scale == 0.0  # reset to idle, also when the meta run stopped mid-render
+
+
+def test_build_identity_encodes_on_the_model_device(device: str, tiny_registry: ModelRegistry):
+    crops = [Image.new("RGB", (96, 96), (40 * i, 90, 200 - 30 * i)) for i in range(3)]
+    engine = Engine(tiny_registry, device=device)
+    encoder = engine.pipeline().image_encoder
+    seen: list[str] = []
+    handle = encoder.register_forward_hook(
+        lambda _m, _a, output: seen.append(str(output.image_embeds.device))
+    )
+    try:
+        with strict_devices(device) as run:
+            engine.build_identity(crops)
+    finally:
+        handle.remove()
+    assert seen and {s.split(":")[0] for s in seen} == {device.split(":")[0]}
+    if device == "meta":  # the mean is copied back to the CPU: where a meta run stops
+        assert "meta" in str(run.stopped)

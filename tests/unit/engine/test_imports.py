@@ -16,6 +16,7 @@ LIGHT_MODULES = [
     "engine.errors",
     "engine.registry",
     "engine.spec",
+    "engine.identity",
     "engine.serving",
     "engine.__main__",
 ]

@@ -52,6 +52,19 @@ def test_refine_caps():
     assert info.value.field == "refine_level"
 
 
+def test_refine_raises_the_instant_identity_scale_up_to_its_cap():
+    instant = RenderSpec.from_dict(
+        {"prompt": "{subject}", "seed": 1, "identity": {"id": "u", "scale": 0.9}}
+    )
+    one = refine_spec(instant, 1)
+    assert one.identity.scale == pytest.approx(1.0) and one.avatar is None
+    assert refine_spec(instant, 10).identity.scale == pytest.approx(1.2)
+    high = RenderSpec.from_dict(
+        {"prompt": "{subject}", "seed": 1, "identity": {"id": "u", "scale": 1.5}}
+    )
+    assert refine_spec(high, 1).identity.scale == pytest.approx(1.5)  # never lowered
+
+
 def test_refine_without_avatar_or_face_pass():
     plain = RenderSpec(prompt="a", seed=1)
     assert refine_spec(plain, 2) == RenderSpec(prompt="a", seed=1, refine_level=2)

@@ -42,7 +42,7 @@ def test_unknown_profile(tmp_path: Path):
 
 def test_status_not_ready_when_models_missing(tmp_path: Path):
     status = ModelRegistry.for_profile("tiny", models_dir=tmp_path).status()
-    assert set(status) == {"tiny", "tiny-pose"}
+    assert set(status) == {"tiny", "tiny-pose", "tiny-identity", "tiny-faceid"}
     assert not status["tiny"].ready
     assert str(tmp_path / "sd-tiny") in status["tiny"].detail
 
@@ -89,7 +89,14 @@ def test_config_file_adds_and_overrides_models(tmp_path: Path):
     assert hub.family == "sd15"
     assert registry.get("tiny").source == tmp_path / "elsewhere"
     assert registry.get("edges").source == Path("/abs/cn")
-    assert registry.keys() == ["edges", "hub-base", "tiny", "tiny-pose"]
+    assert registry.keys() == [
+        "edges",
+        "hub-base",
+        "tiny",
+        "tiny-faceid",
+        "tiny-identity",
+        "tiny-pose",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from engine.adapters import AdapterError
-from engine.errors import ConfigError
+from engine.errors import ConfigError, SpecError
+from engine.identity import IdentityEmbedding
 from engine.loras import AvatarLora, SlotLoraManager, random_lora_state_dict
 from engine.pipelines import is_compiled
 from engine.registry import ModelRegistry
@@ -144,13 +145,22 @@ def test_build_engine_applies_the_profile(served: Engine):
     assert served.device.type == "cpu" and next(unet.parameters()).dtype == torch.float32
     report = served.serving
     assert report["profile"]["fuse_qkv"] == "vae" and report["models"]["tiny"]["channels_last"]
-    assert [(row["batch_size"], row["avatar"]) for row in report["warmup"]] == [
-        (1, False),
-        (1, True),
-        (2, False),
-        (2, True),
-        (2, "pool"),  # a batch of avatars through the resident pool
+    # The tiny profile's identity adapter is loaded with the pipeline: each render is warmed
+    # up without and with an identity (the adapter's scale is a constant of the graph).
+    assert report["models"]["tiny"]["identity_adapter"] == "tiny-identity"
+    assert [(r["batch_size"], r["avatar"], r["identity"]) for r in report["warmup"]] == [
+        (1, False, False),
+        (1, False, True),
+        (1, True, False),
+        (1, True, True),
+        (2, False, False),
+        (2, False, True),
+        (2, True, False),
+        (2, True, True),
+        (2, "pool", False),  # a batch of avatars through the resident pool
+        (2, "pool", True),
     ]
+    assert served.identity_adapter().scale == 0.0
 
 
 def test_warmed_up_engine_renders_like_a_plain_engine(served: Engine, tiny_engine: Engine):
@@ -210,6 +220,12 @@ def test_fused_unet_serves_the_base_model_and_refuses_loras(
     pipeline = engine.pipeline()
     assert _attention(pipeline.unet) == {"FusedAttnProcessor2_0"}
     assert engine.render(SPEC)[0].png_bytes  # the base model renders
+    # No identity adapter on a fused UNet (fusion would replace its attention layers).
+    assert engine.identity_adapter() is None
+    identity = RenderSpec(prompt="a", seed=3, steps=2, identity={"id": "u"})
+    vector = IdentityEmbedding("u", "tiny-identity", "image_encoder", np.zeros(32, np.float32))
+    with pytest.raises(SpecError, match="without identity adapters"):
+        engine.render(identity, identity_source=lambda _id: vector)
     unet = pipeline.unet
     avatar = AvatarLora("a", random_lora_state_dict(unet, seed=5), "sks", "1")
     spec = RenderSpec(
