@@ -57,7 +57,7 @@ frontend/dist/index.html: frontend/node_modules/.installed $(FRONTEND_SOURCES)
 frontend: frontend/dist/index.html
 
 # --- Embedded run --------------------------------------------------------------------------------
-var/models/profile.json: | venv
+var/models/profile.json: engine/tiny.py | venv
 	$(BIN)/python -m engine build-tiny var/models
 
 models: var/models/profile.json
@@ -101,7 +101,7 @@ lint: venv frontend/node_modules/.installed
 
 pytest: venv frontend models chromium
 	rm -rf var/test
-	$(TEST_ENV) $(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest --durations=40
 
 vitest: frontend/node_modules/.installed
 	cd frontend && npm test --silent

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -23,8 +23,13 @@ from . import consent as agreement
 from . import services
 from .audit import actor_of, audit
 from .events import avatar_topic
-from .models import Avatar, AvatarStatus, ConsentRecord
-from .selectors import avatar_queue_estimate, avatar_training_eta, avatar_training_job
+from .models import Avatar, AvatarStatus, ConsentRecord, Identity, LoraStatus
+from .selectors import (
+    avatar_job_eta,
+    avatar_queue_estimate,
+    avatar_stage_estimates,
+    avatar_waiting_job,
+)
 
 # --- Consent -------------------------------------------------------------------------------------
 
@@ -147,6 +152,45 @@ class PhotoIssueSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text="A sentence to show the end user")
 
 
+class StageFailureSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class InstantStageSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["pending", "ready", "unavailable", "failed"],
+        help_text="pending: photo checks and the identity embedding are under way; "
+        "unavailable: this avatar has no instant tier (switched off or no identity adapter).",
+    )
+    ready_at = serializers.DateTimeField(allow_null=True)
+    eta_seconds = serializers.FloatField(
+        allow_null=True, help_text="Until ready; null when not pending"
+    )
+
+
+class LoraStageSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=LoraStatus.choices)
+    ready_at = serializers.DateTimeField(allow_null=True)
+    eta_seconds = serializers.FloatField(
+        allow_null=True, help_text="Until ready; null when not coming"
+    )
+    failure = StageFailureSerializer(allow_null=True)
+
+
+class AvatarStagesSerializer(serializers.Serializer):
+    instant = InstantStageSerializer(help_text="The instant tier: usable seconds after upload")
+    lora = LoraStageSerializer(help_text="The studio tier: the LoRA trained on the queue")
+
+
+def _instant_status(avatar: Avatar) -> str:
+    if avatar.has_instant_tier:
+        return "ready"
+    if avatar.status in (AvatarStatus.QUEUED, AvatarStatus.PREPARING):
+        return "pending"
+    return "failed" if avatar.status == AvatarStatus.FAILED else "unavailable"
+
+
 class AvatarSerializer(serializers.ModelSerializer):
     photo_issues = PhotoIssueSerializer(
         many=True,
@@ -158,6 +202,9 @@ class AvatarSerializer(serializers.ModelSerializer):
     queue = serializers.SerializerMethodField()
     failure = serializers.SerializerMethodField()
     scheduled_deletion_at = serializers.SerializerMethodField()
+    tier = serializers.SerializerMethodField()
+    identities = serializers.SerializerMethodField()
+    stages = serializers.SerializerMethodField()
 
     class Meta:
         model = Avatar
@@ -165,6 +212,11 @@ class AvatarSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "status",
+            "tier",
+            "identities",
+            "stages",
+            "lora_status",
+            "instant_ready_at",
             "progress",
             "queue",
             "failure",
@@ -177,6 +229,40 @@ class AvatarSerializer(serializers.ModelSerializer):
             "deletion_notice_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=["instant", "studio"], allow_null=True))
+    def get_tier(self, avatar) -> str | None:
+        """The best tier ready now: "studio" (LoRA), "instant" (identity adapter) or null."""
+        return avatar.tier
+
+    @extend_schema_field(
+        serializers.ListField(child=serializers.ChoiceField(choices=Identity.choices))
+    )
+    def get_identities(self, avatar) -> list[str]:
+        """What a generation may ask for as `identity` now, best (the default) first."""
+        return avatar.available_identities()
+
+    @extend_schema_field(AvatarStagesSerializer)
+    def get_stages(self, avatar) -> dict:
+        estimates = avatar_stage_estimates(avatar=avatar)
+        lora_failure = (
+            {"code": avatar.lora_failure_code, "reason": avatar.lora_failure_reason}
+            if avatar.lora_failure_code
+            else None
+        )
+        return {
+            "instant": {
+                "status": _instant_status(avatar),
+                "ready_at": avatar.instant_ready_at,
+                "eta_seconds": estimates.instant,
+            },
+            "lora": {
+                "status": avatar.lora_status,
+                "ready_at": avatar.lora_ready_at,
+                "eta_seconds": estimates.lora,
+                "failure": lora_failure,
+            },
+        }
 
     def get_progress(self, avatar) -> dict:
         return {"step": avatar.progress_step, "total": avatar.progress_total}
@@ -203,6 +289,13 @@ class AvatarCreateSerializer(serializers.Serializer):
     front_photo = serializers.FileField()
     photos = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     name = serializers.CharField(max_length=80, required=False, allow_blank=True)
+    train_lora = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Also train the LoRA (studio tier) after the instant tier. Default: the API "
+        "client's setting (`train_lora_by_default`).",
+    )
 
 
 def _photo_files(request) -> list:
@@ -239,6 +332,11 @@ class AvatarListCreateView(ConsumerScopedMixin, generics.ListAPIView):
                 "front_photo": request.FILES.get("front_photo"),
                 "photos": _photo_files(request),
                 "name": request.data.get("name", ""),
+                **(
+                    {"train_lora": request.data.get("train_lora")}
+                    if "train_lora" in request.data
+                    else {}
+                ),
             }
         )
         data.is_valid(raise_exception=True)
@@ -248,6 +346,7 @@ class AvatarListCreateView(ConsumerScopedMixin, generics.ListAPIView):
             front=data.validated_data["front_photo"],
             photos=data.validated_data["photos"],
             name=data.validated_data.get("name", ""),
+            train_lora=data.validated_data.get("train_lora"),
         )
         body = AvatarSerializer(avatar, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
@@ -287,9 +386,10 @@ class AvatarEventsView(EventStreamView, ConsumerScopedMixin, generics.GenericAPI
 
     @extend_schema(
         summary="The avatar's progress as server-sent events",
-        description="One `state` event (the avatar resource) per change of status, progress, "
-        "queue position or photo issues, until the avatar is ready or failed or the stream's "
-        "time runs out (reconnect; GET the avatar is the fallback).",
+        description="One `state` event (the avatar resource) per change of status, tier, LoRA "
+        "status, progress, queue position or photo issues, until the avatar is ready or failed "
+        "or the stream's time runs out (reconnect; GET the avatar is the fallback). The instant "
+        "tier arrives as a `state` with `tier: instant` while `status` is still `training`.",
         responses={(200, "text/event-stream"): OpenApiTypes.STR},
     )
     def get(self, request, pk):
@@ -299,19 +399,21 @@ class AvatarEventsView(EventStreamView, ConsumerScopedMixin, generics.GenericAPI
             current = Avatar.objects.filter(pk=avatar.pk).first()
             return None if current is None else dict(AvatarSerializer(current).data)
 
-        job = avatar_training_job(avatar=avatar)
+        job = avatar_waiting_job(avatar=avatar)
         return event_stream(
             stream_id=str(avatar.pk),
             topics=[avatar_topic(avatar.pk)] + ([job_topic(job.pk)] if job else []),
             read=read,
             snapshot=lambda body: (
                 body["status"],
+                body["tier"],
+                body["lora_status"],
                 body["progress"]["step"],
                 body["queue"]["position"] if body["queue"] else None,
                 len(body["photo_issues"]),
             ),
             is_final=lambda body: body["status"] in (AvatarStatus.READY, AvatarStatus.FAILED),
-            overlay=PositionWatch(job, adjust=avatar_training_eta()) if job else None,
+            overlay=PositionWatch(job, adjust=avatar_job_eta(job)) if job else None,
         )
 
 

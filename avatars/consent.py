@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 
-AGREEMENT_VERSION = "2026-11-21"
+AGREEMENT_VERSION = "2026-12-02"
 
 ENGLISH = "en"
 SIMPLIFIED_CHINESE = "zh-Hans"
@@ -24,10 +24,12 @@ AGREEMENT_ITEMS = [
         "key": "face_processing",
         "title": "Processing your face photos to make your avatar",
         "text": (
-            "We process the front photo and the photos you upload only to train your personal "
-            "avatar (a small model of your face) that renders your portraits. The photos are "
-            "encrypted while stored and deleted as soon as the avatar is made, or within 24 "
-            "hours at the latest, whether or not training succeeded."
+            "We process the front photo and the photos you upload only to make your personal "
+            "avatar that renders your portraits. The photos are encrypted while stored and "
+            "deleted as soon as the last part of the avatar that needs them is made: right "
+            "after the photo checks for an instant avatar, after training for an avatar with "
+            "its own small model of your face (a LoRA), and within 24 hours at the latest, "
+            "whether or not making it succeeded."
         ),
     },
     {
@@ -40,11 +42,23 @@ AGREEMENT_ITEMS = [
             "like you. It is deleted together with your avatar."
         ),
     },
+    {
+        "key": "identity_embedding",
+        "title": "Keeping an identity embedding for your instant avatar",
+        "text": (
+            "From the checked photos we compute one identity embedding (a list of numbers that "
+            "describes your face) and keep it encrypted inside your avatar, so that your "
+            "portraits can be made seconds after upload, before or without training. It is "
+            "used only to render your own portraits, is included when you export your data, "
+            "and is deleted together with your avatar."
+        ),
+    },
 ]
 
 PROMISES = [
     "Your photos are never used to train anything other than your own avatar.",
-    "Your photos are deleted when your avatar is made (within 24 hours at the latest).",
+    "Your photos are deleted as soon as your avatar no longer needs them (within 24 hours at "
+    "the latest).",
     "Your avatar is deleted 30 days after you last use it, or at once when you ask.",
     "Only you can see your photos, avatar and portraits.",
 ]
@@ -62,9 +76,10 @@ AGREEMENT_ITEMS_ZH_HANS = [
         "key": "face_processing",
         "title": "处理您的人脸照片，用于制作您的数字分身",
         "text": (
-            "我们处理您上传的正面照及其他照片，仅用于训练为您生成写真的个人数字分身（一个描述您"
-            "面部特征的小型模型）。照片在存储期间加密，数字分身制作完成后即予删除，最迟在24小时"
-            "内删除，无论训练成功与否。"
+            "我们处理您上传的正面照及其他照片，仅用于制作为您生成写真的个人数字分身。照片在存储"
+            "期间加密，并在数字分身中最后一个需要照片的部分制作完成后即予删除：即时分身在照片核验"
+            "后立即删除；带有专属面部小模型（LoRA）的分身在训练完成后删除；无论制作成功与否，"
+            "最迟在24小时内删除。"
         ),
     },
     {
@@ -76,11 +91,20 @@ AGREEMENT_ITEMS_ZH_HANS = [
             "评估每张写真与您的相似程度。该特征向量随您的数字分身一并删除。"
         ),
     },
+    {
+        "key": "identity_embedding",
+        "title": "为即时分身保留一份身份特征向量",
+        "text": (
+            "我们根据核验通过的照片计算一份身份特征向量（一组描述您面部特征的数值），并加密保存在"
+            "您的数字分身中，使您在上传后几秒内、无需等待训练即可生成写真。该向量仅用于生成您本人"
+            "的写真，在您导出个人信息时一并提供，并随您的数字分身一并删除。"
+        ),
+    },
 ]
 
 PROMISES_ZH_HANS = [
     "您的照片绝不会用于训练您本人数字分身以外的任何模型。",
-    "数字分身制作完成后，您的照片即予删除（最迟在24小时内）。",
+    "您的数字分身不再需要照片时，照片即予删除（最迟在24小时内）。",
     "您的数字分身将在您最后一次使用30天后删除，或在您提出要求时立即删除。",
     "只有您本人能查看您的照片、数字分身和写真。",
 ]

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from PIL import Image
 
+from workstation.engine_host import get_engine
 from workstation.errors import InvalidInput
 
 NOT_MOST_CONSISTENT = "not_among_most_consistent"
@@ -152,8 +153,14 @@ def receive_photos(*, front: UploadedFile, photos: Sequence[UploadedFile]) -> Re
     return ReceivedPhotos(front=front, photos=kept, dropped=dropped)
 
 
+def _screening_executor():
+    """The worker engine's post-processing processes (dlib loaded; dlib holds the GIL, so
+    threads would not help): screening shares the photos with them. None without any."""
+    return get_engine().postprocess.executor()
+
+
 def screen_photos(*, front: bytes, photos: dict[int, bytes], count: int) -> ScreenedPhotos:
-    """Screening, in the training job: returns the training crops and the reference embedding,
+    """Screening, in the intake job: returns the checked crops and the reference embedding,
     or raises :class:`PhotosRejected` naming every unusable photo. ``photos`` maps the upload
     index to the bytes received; ``count`` is how many photos the upload had."""
     from engine import faces
@@ -168,6 +175,7 @@ def screen_photos(*, front: bytes, photos: dict[int, bytes], count: int) -> Scre
             min_face_px=settings.AVATAR_MIN_FACE_PX,
             decode_side=settings.AVATAR_DECODE_SIDE,
             max_pixels=settings.AVATAR_PHOTO_MAX_PIXELS,
+            executor=_screening_executor(),
         )
     except faces.FrontPhotoError as exc:
         issue = PhotoIssue("front_photo", str(exc.code), str(exc))

@@ -48,8 +48,38 @@ class AvatarStatus(models.TextChoices):
 IN_FLIGHT = (AvatarStatus.QUEUED, AvatarStatus.PREPARING, AvatarStatus.TRAINING)
 
 
+class LoraStatus(models.TextChoices):
+    """The studio tier: the avatar's LoRA, trained on the queue after the instant tier."""
+
+    NOT_REQUESTED = "not_requested", "Not requested"
+    WAITING = "waiting", "Waiting for the photo checks"
+    QUEUED = "queued", "Queued"
+    TRAINING = "training", "Training"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Identity(models.TextChoices):
+    """How a render carries the avatar's identity."""
+
+    INSTANT = "instant", "Identity adapter (instant tier)"
+    LORA = "lora", "LoRA (studio tier)"
+    BOTH = "both", "LoRA and identity adapter"
+
+
 class Avatar(models.Model):
-    """A trained face LoRA. Owned by a consumer end user, or a test avatar owned by operators."""
+    """A person's face, in two tiers. Owned by a consumer end user, or a test avatar owned by
+    operators.
+
+    - *instant*: an identity embedding for the tuning-free identity adapter, made seconds after
+      upload by the intake job (photo checks, then the embedding). Needs no photos afterwards.
+    - *studio*: a LoRA trained on the queue from the checked photos (optional per client or
+      request); the photos are kept, encrypted, only until it is trained or fails.
+
+    `status` is the avatar as a whole: queued / preparing (intake) -> training (the instant tier
+    is ready when it has one; the LoRA waits or trains) -> ready (every requested tier done) or
+    failed (nothing usable). `lora_status` follows the studio tier alone.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     end_user = models.ForeignKey(
@@ -85,6 +115,18 @@ class Avatar(models.Model):
     # Envelope encryption: the per-avatar data key, wrapped by a master key. NULL = destroyed.
     wrapped_data_key = models.BinaryField(null=True, blank=True, editable=False)
     lora_object = models.CharField(max_length=255, blank=True)
+    lora_status = models.CharField(
+        max_length=16, choices=LoraStatus.choices, default=LoraStatus.WAITING
+    )
+    lora_failure_code = models.CharField(max_length=48, blank=True)
+    lora_failure_reason = models.TextField(blank=True)
+    lora_ready_at = models.DateTimeField(null=True, blank=True)
+    # The instant tier: the identity embedding (biometric: encrypted with the data key, purpose
+    # "identity_embedding"), the registry key of the identity adapter it was made for, its kind.
+    identity_embedding = models.BinaryField(null=True, blank=True, editable=False)
+    identity_adapter = models.CharField(max_length=120, blank=True)
+    identity_kind = models.CharField(max_length=32, blank=True)
+    instant_ready_at = models.DateTimeField(null=True, blank=True)
     reference_embedding = models.BinaryField(null=True, blank=True, editable=False)
     training_metadata = models.JSONField(default=dict, blank=True)
     # Photos received; after screening, the photos kept for training.
@@ -119,6 +161,32 @@ class Avatar(models.Model):
     @property
     def is_in_flight(self) -> bool:
         return self.status in IN_FLIGHT
+
+    @property
+    def has_instant_tier(self) -> bool:
+        return bool(self.identity_embedding) and bool(self.identity_adapter)
+
+    @property
+    def has_studio_tier(self) -> bool:
+        return bool(self.lora_object)
+
+    @property
+    def tier(self) -> str | None:
+        """The best tier ready now: "studio", "instant" or None."""
+        if self.has_studio_tier:
+            return "studio"
+        return "instant" if self.has_instant_tier else None
+
+    def available_identities(self) -> list[str]:
+        """The `Identity` values a render of this avatar can use now, best first."""
+        available = []
+        if self.has_studio_tier and self.has_instant_tier:
+            available.append(Identity.BOTH.value)
+        if self.has_studio_tier:
+            available.append(Identity.LORA.value)
+        if self.has_instant_tier:
+            available.append(Identity.INSTANT.value)
+        return available
 
 
 class AvatarPhoto(models.Model):

@@ -40,9 +40,9 @@ from workstation.storage import delete_objects
 from . import consent as agreement
 from . import crypto
 from .audit import actor_of, audit
-from .events import avatar_changed
+from .events import avatar_changed, avatar_stage_reached
 from .intake import PhotosRejected, ReceivedPhotos, ScreenedPhotos, receive_photos, screen_photos
-from .kinds import TRAINING
+from .kinds import INTAKE, TRAINING
 from .models import (
     IN_FLIGHT,
     Avatar,
@@ -50,6 +50,7 @@ from .models import (
     AvatarStatus,
     ConsentRecord,
     ErasureReceipt,
+    LoraStatus,
 )
 
 logger = logging.getLogger(__name__)
@@ -140,9 +141,25 @@ def _upload_index(field_index: int) -> int:
     return field_index + 1
 
 
-def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None:
-    """Encrypts the received photos under a new data key, as received; queues the training job,
-    whose first stage screens them."""
+def instant_tier_available() -> bool:
+    """Whether new avatars get the instant tier: switched on and an identity adapter is
+    registered for the default base model."""
+    if not settings.AVATAR_INSTANT_TIER:
+        return False
+    return get_registry().identity_adapter() is not None
+
+
+def _store_uploads_and_enqueue(
+    avatar: Avatar, received: ReceivedPhotos, *, train_lora: bool
+) -> None:
+    """Encrypts the received photos under a new data key, as received; queues the intake job,
+    which screens them, makes the instant tier and queues the LoRA (`train_lora`, or always
+    when there is no instant tier). The avatar credit is charged on the intake job."""
+    avatar.lora_status = (
+        LoraStatus.WAITING
+        if train_lora or not instant_tier_available()
+        else LoraStatus.NOT_REQUESTED
+    )
     owner = str(avatar.id)
     data_key = crypto.new_data_key()
     stored: dict[int, str] = {}
@@ -179,7 +196,7 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
                 for index, name in stored.items()
             )
             job = job_create(
-                kind=TRAINING,
+                kind=INTAKE,
                 spec={},
                 avatar=avatar,
                 end_user=avatar.end_user,
@@ -189,7 +206,7 @@ def _store_uploads_and_enqueue(avatar: Avatar, received: ReceivedPhotos) -> None
                 credits.charge(
                     end_user=avatar.end_user,
                     credit_type=CreditType.AVATAR,
-                    note="avatar training",
+                    note="avatar",
                     job=job,
                     avatar=avatar,
                 )
@@ -214,9 +231,12 @@ def avatar_create(
     front: UploadedFile,
     photos: Sequence[UploadedFile],
     name: str = "",
+    train_lora: bool | None = None,
 ) -> Avatar:
     """Checks consent, quota and each photo's header; stores the photos encrypted and queues
-    the training job, which screens them first. Nothing here decodes a photo."""
+    the intake job (photo checks, then the instant tier). ``train_lora`` (None: the API
+    client's `train_lora_by_default`) says whether the LoRA trains afterwards. Nothing here
+    decodes a photo."""
     end_user = principal.end_user
     consent = ConsentRecord.objects.owned_by(principal).filter(pk=consent_id).first()
     if consent is None or not consent.is_active:
@@ -231,7 +251,9 @@ def avatar_create(
         raise InsufficientCredits("Making an avatar needs 1 avatar credit; the balance is 0.")
     received = receive_photos(front=front, photos=photos)
     avatar = Avatar(end_user=end_user, consent=consent, name=name[:80])
-    _store_uploads_and_enqueue(avatar, received)
+    if train_lora is None:
+        train_lora = principal.client.train_lora_by_default
+    _store_uploads_and_enqueue(avatar, received, train_lora=train_lora)
     audit(
         actor=actor_of(principal),
         action="photos_uploaded",
@@ -272,7 +294,8 @@ def test_avatar_create(
         panel_age_band=age_band,
         rights_declaration=rights_declaration,
     )
-    _store_uploads_and_enqueue(avatar, received)
+    # The panel compares both tiers, so test avatars always train their LoRA too.
+    _store_uploads_and_enqueue(avatar, received, train_lora=True)
     audit(
         actor=actor_of(user),
         action="photos_uploaded",
@@ -298,14 +321,174 @@ def _claim_for_training(avatar_id: str) -> Avatar | None:
     """The training job's claim makes this worker the only one; this moves the avatar on."""
     with transaction.atomic():
         avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
-        if avatar is None or avatar.status in (AvatarStatus.READY, AvatarStatus.FAILED):
+        if avatar is None or avatar.lora_status in (LoraStatus.READY, LoraStatus.FAILED):
             return None  # erased meanwhile, or already done: a redelivery is harmless
+        if avatar.status == AvatarStatus.FAILED:
+            return None
+        if not avatar.has_instant_tier:
+            # Avatars queued before the intake job existed screen their photos here first.
+            avatar.status = AvatarStatus.PREPARING
+        avatar.lora_status = LoraStatus.TRAINING
+        avatar.attempts += 1
+        avatar.started_at = avatar.started_at or timezone.now()
+        avatar.save(update_fields=["status", "lora_status", "attempts", "started_at"])
+        avatar_changed(avatar.pk)
+    return avatar
+
+
+class _PastIntake(Exception):
+    """A redelivered intake job whose avatar is already past intake."""
+
+
+def _claim_for_intake(avatar_id: str) -> Avatar | None:
+    with transaction.atomic():
+        avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
+        if avatar is None:
+            return None
+        if avatar.status not in (AvatarStatus.QUEUED, AvatarStatus.PREPARING):
+            raise _PastIntake()
         avatar.status = AvatarStatus.PREPARING
         avatar.attempts += 1
         avatar.started_at = timezone.now()
         avatar.save(update_fields=["status", "attempts", "started_at"])
         avatar_changed(avatar.pk)
     return avatar
+
+
+def _build_identity(avatar: Avatar, screened: ScreenedPhotos) -> tuple[str, str, np.ndarray] | None:
+    """The instant tier's identity embedding from the checked crops, or None (no identity
+    adapter, switched off, or the engine failed: the LoRA then carries the avatar alone)."""
+    if not instant_tier_available():
+        return None
+    try:
+        return get_engine().build_identity(
+            screened.crops, face_embeddings=[screened.reference_embedding]
+        )
+    except Exception as exc:
+        logger.error(
+            "avatar %s: no instant tier, the identity embedding failed (%s)",
+            avatar.pk,
+            type(exc).__name__,
+        )
+        return None
+
+
+def _store_crops(avatar: Avatar, crops: list[Image.Image], data_key: bytes) -> list[str]:
+    """The checked, aligned crops the LoRA trains on, encrypted (JPEG, no metadata): what the
+    studio tier needs instead of the photos as uploaded."""
+    owner = str(avatar.id)
+    names = []
+    try:
+        for index, crop in enumerate(crops):
+            buffer = io.BytesIO()
+            crop.convert("RGB").save(buffer, "JPEG", quality=95)
+            sealed = crypto.encrypt_blob(
+                buffer.getvalue(), data_key=data_key, owner_id=owner, purpose=f"photo:{index}"
+            )
+            names.append(
+                default_storage.save(f"avatars/{owner}/photos/{index}.bin", ContentFile(sealed))
+            )
+    except Exception:
+        delete_objects(names)
+        raise
+    return names
+
+
+def avatar_intake_execute(*, avatar_id: str, job: RenderJob | None = None) -> TrainingOutcome:
+    """The intake job: screens the stored uploads, makes the instant tier (identity embedding)
+    and, when the LoRA is wanted, keeps only the checked crops and queues its training.
+    Photos the remaining tiers do not need are deleted here."""
+    try:
+        avatar = _claim_for_intake(avatar_id)
+    except _PastIntake:
+        return TrainingOutcome(True)  # a redelivery after the work was done
+    if avatar is None:
+        return TrainingOutcome(False, "gone", "The avatar no longer exists.")
+    owner = str(avatar.id)
+    started = time.monotonic()
+    try:
+        data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
+        screened = _screen_stored_uploads(avatar, data_key)
+    except (crypto.DecryptionError, OSError) as exc:
+        logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
+        return _finish_failed(
+            avatar,
+            code="photos_unavailable",
+            reason="Your photos could not be read. You were not charged.",
+        )
+    except Exception:
+        logger.exception("avatar %s: photo screening crashed", owner)
+        return _finish_failed(
+            avatar,
+            code="internal_error",
+            reason="Your photos could not be checked because of an internal error. "
+            "You were not charged.",
+        )
+    if isinstance(screened, TrainingOutcome):
+        return screened
+    identity = _build_identity(avatar, screened)
+    wants_lora = avatar.lora_status == LoraStatus.WAITING or identity is None
+    crops = _store_crops(avatar, screened.crops, data_key) if wants_lora else []
+    del screened
+    with transaction.atomic():
+        locked = Avatar.objects.select_for_update().filter(pk=owner).first()
+        if locked is None:  # erased meanwhile: keep nothing
+            delete_objects(crops)
+            return TrainingOutcome(False, "erased", "The avatar was deleted.")
+        uploads = list(locked.photos.all())
+        delete_objects(photo.storage_name for photo in uploads)
+        AvatarPhoto.objects.filter(pk__in=[photo.pk for photo in uploads]).delete()
+        now = timezone.now()
+        changes: dict = {}
+        if identity is not None:
+            adapter, kind, vector = identity
+            changes.update(
+                identity_embedding=crypto.encrypt_blob(
+                    vector.astype(np.float32).tobytes(),
+                    data_key=data_key,
+                    owner_id=owner,
+                    purpose="identity_embedding",
+                ),
+                identity_adapter=adapter,
+                identity_kind=kind,
+                instant_ready_at=now,
+            )
+        if wants_lora:
+            AvatarPhoto.objects.bulk_create(
+                AvatarPhoto(avatar=locked, index=index, storage_name=name)
+                for index, name in enumerate(crops)
+            )
+            job_create(
+                kind=TRAINING,
+                spec={},
+                avatar=locked,
+                end_user=locked.end_user,
+                created_by=locked.created_by if locked.is_test_avatar else None,
+            )
+            changes.update(status=AvatarStatus.TRAINING, lora_status=LoraStatus.QUEUED)
+        else:
+            changes.update(status=AvatarStatus.READY, finished_at=now)
+        Avatar.objects.filter(pk=owner).update(**changes)
+        locked.refresh_from_db()
+        avatar_changed(owner)
+        if identity is not None:
+            avatar_stage_reached.send(sender=Avatar, avatar=locked, stage="instant_ready")
+    audit(
+        actor=f"system:intake:{owner}",
+        action="avatar_identity_made" if identity is not None else "avatar_photos_checked",
+        object_type="avatar",
+        object_id=owner,
+        purpose="make the end user's avatar",
+        end_user=avatar.end_user,
+    )
+    logger.info(
+        "avatar %s: intake done in %.2fs (instant tier: %s, LoRA: %s)",
+        owner,
+        time.monotonic() - started,
+        "ready" if identity is not None else "none",
+        "queued" if wants_lora else "not requested",
+    )
+    return TrainingOutcome(True)
 
 
 def _decrypt_stored(avatar: Avatar, data_key: bytes, *, purpose: str) -> dict[int, bytes]:
@@ -401,9 +584,46 @@ def avatar_photos_delete(*, avatar: Avatar) -> int:
     return len(photos)
 
 
+LORA_FAILED_NOTE = " Your avatar credit was refunded; the instant avatar stays usable."
+
+
+def _refund_avatar_credit(avatar: Avatar, *, note: str) -> None:
+    """Refunds the avatar credit, charged on the intake job, once (a second refund is refused
+    by the ledger's constraint, so the intake job's own refund hook and this never both
+    count). Avatars queued before the intake job existed were charged on their training job,
+    whose failure hook refunds it."""
+    intake = avatar.jobs.filter(kind=INTAKE).first()
+    if intake is not None:
+        credits.refund_job(job=intake, note=note)
+
+
+def _lora_failed(avatar: Avatar, *, code: str, reason: str) -> TrainingOutcome:
+    """The LoRA failed after the instant tier was made: the avatar stays usable at the instant
+    tier, its photos are deleted, and the avatar credit is refunded."""
+    avatar_photos_delete(avatar=avatar)
+    reason = reason.replace(" You were not charged.", "")
+    Avatar.objects.filter(pk=avatar.pk).update(
+        status=AvatarStatus.READY,
+        lora_status=LoraStatus.FAILED,
+        lora_failure_code=code,
+        lora_failure_reason=reason + LORA_FAILED_NOTE,
+        finished_at=timezone.now(),
+    )
+    _refund_avatar_credit(avatar, note=f"LoRA failed: {code}")
+    avatar.refresh_from_db()
+    avatar_changed(avatar.pk)
+    avatar_stage_reached.send(sender=Avatar, avatar=avatar, stage="lora_failed")
+    logger.info("avatar %s: LoRA failed (%s); instant tier kept", avatar.pk, code)
+    return TrainingOutcome(False, code, reason + LORA_FAILED_NOTE)
+
+
 def _finish_failed(
     avatar: Avatar, *, code: str, reason: str, issues: list[dict[str, str]] | None = None
 ) -> TrainingOutcome:
+    """The avatar failed: nothing usable (or only its LoRA failed: `_lora_failed`)."""
+    avatar = Avatar.objects.filter(pk=avatar.pk).first() or avatar
+    if avatar.has_instant_tier:
+        return _lora_failed(avatar, code=code, reason=reason)
     avatar_photos_delete(avatar=avatar)
     changes: dict = {
         "status": AvatarStatus.FAILED,
@@ -413,21 +633,29 @@ def _finish_failed(
     }
     if issues is not None:
         changes["photo_issues"] = issues
+    if avatar.lora_status != LoraStatus.NOT_REQUESTED:
+        changes["lora_status"] = LoraStatus.FAILED
     Avatar.objects.filter(pk=avatar.pk).update(**changes)
+    _refund_avatar_credit(avatar, note=f"avatar failed: {code}")
+    avatar.refresh_from_db()
     avatar_changed(avatar.pk)
+    avatar_stage_reached.send(sender=Avatar, avatar=avatar, stage="failed")
     logger.info("avatar %s failed: %s", avatar.pk, code)
     return TrainingOutcome(False, code, reason, tuple(issues or ()))
 
 
-def training_job_finished(job: RenderJob) -> None:
-    """Terminal hook of training jobs: a job that ended without success while its avatar is
-    still in flight (the sweeper gave up after a worker died each attempt, a deadline) fails
-    the avatar too, and deletes its photos at once. Idempotent."""
+def avatar_job_finished(job: RenderJob) -> None:
+    """Terminal hook of intake and training jobs: a job that ended without success while its
+    avatar is still in flight (the sweeper gave up after a worker died each attempt, a
+    deadline) fails the avatar too (or only its LoRA, when the instant tier exists), and
+    deletes its photos at once. Idempotent."""
     if job.status == JobStatus.SUCCEEDED or job.avatar_id is None:
         return
     avatar = Avatar.objects.select_for_update().filter(pk=job.avatar_id).first()
     if avatar is None or not avatar.is_in_flight:
         return
+    if job.kind == INTAKE and avatar.status not in (AvatarStatus.QUEUED, AvatarStatus.PREPARING):
+        return  # past intake: the training job answers for the rest
     _finish_failed(
         avatar,
         code=job.error_code or "training_failed",
@@ -551,15 +779,20 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
             k: v for k, v in trained.metadata.items() if isinstance(v, (str, int, float, bool))
         }
         metadata["wall_seconds"] = round(time.monotonic() - started, 2)
+        now = timezone.now()
         Avatar.objects.filter(pk=owner).update(
             status=AvatarStatus.READY,
+            lora_status=LoraStatus.READY,
             lora_object=name,
+            lora_ready_at=now,
             training_metadata=metadata,
             progress_step=config.steps,
-            finished_at=timezone.now(),
-            last_used_at=timezone.now(),
+            finished_at=now,
+            last_used_at=now,
         )
+        locked.refresh_from_db()
         avatar_changed(owner)
+        avatar_stage_reached.send(sender=Avatar, avatar=locked, stage="studio_ready")
     audit(
         actor=f"system:training:{owner}",
         action="avatar_trained",
@@ -586,6 +819,18 @@ def avatar_reference_embedding(*, avatar: Avatar) -> np.ndarray:
     return np.frombuffer(plain, dtype=np.float32)
 
 
+def avatar_identity_embedding(*, avatar: Avatar) -> np.ndarray:
+    """The instant tier's identity embedding, decrypted (only in the process that renders)."""
+    data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
+    blob = avatar.identity_embedding
+    if blob is None:
+        raise crypto.DecryptionError("The identity embedding has been destroyed.")
+    plain = crypto.decrypt_blob(
+        bytes(blob), data_key=data_key, owner_id=str(avatar.id), purpose="identity_embedding"
+    )
+    return np.frombuffer(plain, dtype=np.float32).copy()
+
+
 def avatar_lora_bytes(*, avatar: Avatar) -> bytes:
     data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.id))
     with default_storage.open(avatar.lora_object, "rb") as handle:
@@ -607,7 +852,9 @@ def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
         delete_objects([avatar.lora_object])
     end_user = avatar.end_user
     avatar_id = str(avatar.pk)
-    Avatar.objects.filter(pk=avatar.pk).update(wrapped_data_key=None, reference_embedding=None)
+    Avatar.objects.filter(pk=avatar.pk).update(
+        wrapped_data_key=None, reference_embedding=None, identity_embedding=None
+    )
     Avatar.objects.filter(pk=avatar.pk).delete()
     avatar_changed(avatar_id)  # its streams end
     audit(
@@ -708,10 +955,32 @@ def end_user_export(*, principal: ConsumerPrincipal) -> bytes:
                         "created_at": avatar.created_at.isoformat(),
                         "last_used_at": avatar.last_used_at.isoformat(),
                         "photos_held": avatar.photos.count(),
+                        "tier": avatar.tier,
+                        "lora_status": avatar.lora_status,
+                        "instant_ready_at": avatar.instant_ready_at.isoformat()
+                        if avatar.instant_ready_at
+                        else None,
                         "training": avatar.training_metadata,
                         "holds_face_embedding": bool(avatar.reference_embedding),
+                        "holds_identity_embedding": bool(avatar.identity_embedding),
+                        "identity_adapter": avatar.identity_adapter,
                     }
                 )
+                if avatar.identity_embedding:
+                    # A copy of the biometric data we hold (access right), as numbers.
+                    archive.writestr(
+                        f"avatars/{avatar.id}/identity_embedding.json",
+                        json.dumps(
+                            {
+                                "adapter": avatar.identity_adapter,
+                                "kind": avatar.identity_kind,
+                                "values": [
+                                    round(float(v), 7)
+                                    for v in avatar_identity_embedding(avatar=avatar)
+                                ],
+                            }
+                        ),
+                    )
             for record in ConsentRecord.objects.filter(end_user=end_user):
                 manifest["consents"].append(
                     {

@@ -17,12 +17,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from avatars.models import Identity
 from jobs.events import job_topic
 from jobs.models import TERMINAL_STATUSES, RenderJob
 from jobs.selectors import queue_estimate
 from jobs.services import job_cancel
 from jobs.streams import PositionWatch
 from templates_studio.services import template_stats_record
+from templates_studio.spec import identity_of_spec
 from workstation.api.authentication import consumer_principal
 from workstation.api.headers import JOB_HEADERS, cancel_after, idempotency_key
 from workstation.api.permissions import IsConsumer
@@ -55,6 +57,8 @@ def job_json(job: RenderJob, request) -> dict:
     return {
         **job_state(job),
         "refine_level": job.spec.get("refine_level", 0),
+        # How the avatar entered the render: "instant", "lora" or "both".
+        "identity": identity_of_spec(job.spec),
         "progress": {"step": job.progress_step, "total": job.progress_total},
         "queue": {"position": estimate.position, "eta_seconds": estimate.eta_seconds}
         if estimate
@@ -89,6 +93,13 @@ class GenerationCreateSerializer(serializers.Serializer):
     template = serializers.UUIDField()
     avatar = serializers.UUIDField()
     likeness = serializers.FloatField(min_value=0.3, max_value=1.5, required=False)
+    identity = serializers.ChoiceField(
+        choices=Identity.choices,
+        required=False,
+        help_text='How the avatar enters the render: "instant" (the identity adapter, ready '
+        'seconds after upload), "lora" (the trained LoRA) or "both". Default: the best the '
+        "avatar has now (the first of the avatar's `identities`); 409 if it lacks the one asked.",
+    )
 
 
 class GenerationListCreateView(GenerationScope, generics.GenericAPIView):
@@ -118,6 +129,7 @@ class GenerationListCreateView(GenerationScope, generics.GenericAPIView):
             template_id=data.validated_data["template"],
             avatar_id=data.validated_data["avatar"],
             likeness=data.validated_data.get("likeness"),
+            identity=data.validated_data.get("identity"),
             idempotency_key=idempotency_key(request),
             cancel_after_s=cancel_after(request),
         )

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 
+from avatars.events import avatar_stage_reached
 from jobs import registry
 
 
@@ -9,8 +10,9 @@ class GenerationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import kinds
-        from .webhooks import job_event
+        from .webhooks import avatar_event, job_event
 
         kinds.register_kinds()
         # Every kind's terminal state may concern an API client (avatars' training too).
         registry.register_finished_hook(job_event)
+        avatar_stage_reached.connect(avatar_event, dispatch_uid="generations.avatar_event")

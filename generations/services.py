@@ -13,7 +13,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from avatars.models import Avatar, AvatarStatus
+from avatars.models import Avatar
 from credits import services as credits
 from credits.models import CreditType
 from engine.errors import SpecError
@@ -25,7 +25,7 @@ from jobs.services import job_create
 from templates_studio.models import Template
 from templates_studio.selectors import published_templates
 from templates_studio.services import template_stats_record
-from templates_studio.spec import render_spec_for_cell
+from templates_studio.spec import identity_of_spec, render_spec_for_cell
 from workstation.accounts.models import EndUser
 from workstation.errors import ConflictError, InvalidInput
 from workstation.ownership import owner_key
@@ -114,17 +114,39 @@ def _create(
     return job, True
 
 
+def _usable_identity(avatar: Avatar, identity: str | None) -> str:
+    """The identity to render with: the one asked for, or the best the avatar has now; 409
+    with what it has (and when the rest is due) otherwise."""
+    available = avatar.available_identities()
+    if not available:
+        raise ConflictError(
+            f"The avatar is {avatar.status} and has no usable tier yet"
+            + (f" ({avatar.failure_reason})" if avatar.failure_reason else ".")
+        )
+    if identity is None:
+        return available[0]
+    if identity not in available:
+        raise ConflictError(
+            f'The avatar cannot render with identity "{identity}" now; it has: '
+            f"{', '.join(available)} (LoRA: {avatar.lora_status})."
+        )
+    return identity
+
+
 def generation_create(
     *,
     end_user: EndUser,
     template_id: uuid.UUID | str,
     avatar_id: uuid.UUID | str,
     likeness: float | None,
+    identity: str | None = None,
     idempotency_key: str = "",
     cancel_after_s: float | None = None,
 ) -> tuple[RenderJob, bool]:
-    """Renders a published template's candidates for the end user's ready avatar and keeps the
-    best by likeness. The same Idempotency-Key returns the same job (created=False)."""
+    """Renders a published template's candidates for the end user's avatar and keeps the
+    best by likeness. ``identity`` ("instant", "lora", "both"; None: the best the avatar has
+    now) says which tier carries the face. The same Idempotency-Key returns the same job
+    (created=False)."""
     existing = _existing(end_user, idempotency_key, kind=GENERATION)
     if existing is not None:
         return existing, False
@@ -134,8 +156,7 @@ def generation_create(
     avatar = Avatar.objects.filter(pk=avatar_id, end_user=end_user, is_test_avatar=False).first()
     if avatar is None:
         raise InvalidInput({"avatar": ["No avatar with this id for this end user."]})
-    if avatar.status != AvatarStatus.READY:
-        raise ConflictError(f"The avatar is {avatar.status}, not ready.")
+    identity = _usable_identity(avatar, identity)
     assert template.live_revision is not None  # published_templates() has a live revision
     live = template.live_revision.spec
     spec = render_spec_for_cell(
@@ -144,6 +165,7 @@ def generation_create(
         seed=secrets.randbelow(2**31),
         asset_owner_id=template.live_revision.created_by_id,
         likeness=likeness,
+        identity=identity,
     )
     spec["num_images"] = live["candidates"]
     spec["keep"] = live["keep"]
@@ -174,6 +196,8 @@ def refined_spec(spec: dict[str, Any]) -> dict[str, Any]:
     out["refine_level"] = refined.refine_level
     if refined.avatar is not None:
         out["avatar"] = {**out["avatar"], "weight": refined.avatar.weight}
+    if refined.identity is not None:
+        out["identity"] = {**out["identity"], "scale": refined.identity.scale}
     for index, lora in enumerate(refined.style_loras):
         out["style_loras"][index] = {**out["style_loras"][index], "weight": lora.weight}
     if refined.face_refine is not None:
@@ -218,12 +242,13 @@ def generation_refine(
     if parent.status != JobStatus.SUCCEEDED:
         raise ConflictError("Only a succeeded generation can be refined.")
     avatar = (
-        Avatar.objects.filter(pk=parent.avatar_id, status=AvatarStatus.READY).first()
-        if parent.avatar_id is not None
-        else None
+        Avatar.objects.filter(pk=parent.avatar_id).first() if parent.avatar_id is not None else None
     )
     if avatar is None or parent.template is None:
         raise ConflictError("The avatar or template of this generation is no longer available.")
+    used = identity_of_spec(parent.spec)
+    if used is not None and used not in avatar.available_identities():
+        raise ConflictError(f'The avatar no longer has the identity "{used}" this generation used.')
     spec = refined_spec(parent.spec)
     return _create(
         end_user=end_user,

@@ -1,4 +1,6 @@
-"""Webhooks: each API client may register one HTTPS URL that receives its end users' job events.
+"""Webhooks: each API client may register one HTTPS URL that receives its end users' job events
+and avatar stage events (`avatar.instant_ready`, `avatar.studio_ready`, `avatar.lora_failed`,
+`avatar.failed`).
 
 - **Outbox.** When a job of an end user reaches a terminal state, the terminal hook
   `job_event` (registered for every job kind) inserts a `WebhookDelivery` in the same transaction (so an event exists
@@ -39,6 +41,8 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
+from avatars.events import AVATAR_STAGES
+from avatars.models import Avatar
 from jobs.models import TERMINAL_STATUSES, RenderJob
 from workstation.accounts.models import ApiClient, EndUser
 from workstation.errors import ConflictError, InvalidInput
@@ -49,7 +53,8 @@ from .selectors import job_state
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPES = tuple(f"job.{status}" for status in TERMINAL_STATUSES)
+AVATAR_EVENT_TYPES = tuple(f"avatar.{stage}" for stage in AVATAR_STAGES)
+EVENT_TYPES = tuple(f"job.{status}" for status in TERMINAL_STATUSES) + AVATAR_EVENT_TYPES
 URL_MAX_LENGTH = 500
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 TIMEOUT_S = 10
@@ -224,6 +229,50 @@ def job_event(job: RenderJob) -> None:
         end_user=end_user,
         event_type=event_type,
         payload=job_event_payload(job, end_user_ref=end_user.external_ref),
+        next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: _enqueue(delivery.pk))
+
+
+def avatar_event_payload(avatar: Avatar, *, stage: str, end_user_ref: str | None) -> dict:
+    """An avatar's public stage: ids, status, tier and times. Never photos or embeddings."""
+    failure = None
+    if stage == "failed" and avatar.failure_code:
+        failure = {"code": avatar.failure_code, "reason": avatar.failure_reason}
+    elif stage == "lora_failed" and avatar.lora_failure_code:
+        failure = {"code": avatar.lora_failure_code, "reason": avatar.lora_failure_reason}
+    return {
+        "id": str(avatar.pk),
+        "stage": stage,
+        "status": avatar.status,
+        "tier": avatar.tier,
+        "identities": avatar.available_identities(),
+        "lora_status": avatar.lora_status,
+        "instant_ready_at": _time(avatar.instant_ready_at),
+        "lora_ready_at": _time(avatar.lora_ready_at),
+        "failure": failure,
+        "end_user": end_user_ref,
+    }
+
+
+def avatar_event(sender: type, *, avatar: Avatar, stage: str, **_: object) -> None:
+    """Records an `avatar.<stage>` event for the end user's client, if it has a webhook; runs
+    (through `avatars.events.avatar_stage_reached`) inside the transaction of the stage."""
+    if avatar.end_user_id is None:
+        return  # test avatars: no client
+    end_user = EndUser.objects.select_related("client").filter(pk=avatar.end_user_id).first()
+    if end_user is None or not end_user.client.webhook_url or end_user.client.revoked_at:
+        return
+    event_type = f"avatar.{stage}"
+    if WebhookDelivery.objects.filter(
+        client_id=end_user.client_id, event_type=event_type, payload__id=str(avatar.pk)
+    ).exists():
+        return
+    delivery = WebhookDelivery.objects.create(
+        client_id=end_user.client_id,
+        end_user=end_user,
+        event_type=event_type,
+        payload=avatar_event_payload(avatar, stage=stage, end_user_ref=end_user.external_ref),
         next_attempt_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue(delivery.pk))

@@ -1,7 +1,7 @@
 """What the runner needs from higher apps, filled in by them at start-up (no imports upward).
 
-- The avatar provider (avatars fills it in): an avatar's LoRA for the engine and its owner's
-  reference face embedding for likeness ranking.
+- The avatar provider (avatars fills it in): an avatar's LoRA and identity embedding for the
+  engine and its owner's reference face embedding for likeness ranking.
 - The output screen (avatars' content-safety check): which rendered images may be kept.
 
 Until an app provides them, renders that name an avatar fail with a clear engine error and
@@ -18,12 +18,18 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from engine.identity import IdentityEmbedding
     from engine.loras import AvatarLora
 
 
 class AvatarProvider(Protocol):
     def load_lora(self, avatar_id: str) -> AvatarLora:
         """The avatar's LoRA, decrypted; raises engine.errors.ModelNotFoundError if gone."""
+        ...
+
+    def load_identity(self, avatar_id: str) -> IdentityEmbedding:
+        """The avatar's instant-tier identity embedding, decrypted; raises
+        engine.errors.ModelNotFoundError if it has none."""
         ...
 
     def reference_embedding(self, avatar_id: str) -> np.ndarray | None:
@@ -63,6 +69,11 @@ def avatar_provider() -> AvatarProvider:
 def load_avatar_lora(avatar_id: str) -> AvatarLora:
     """The engine's `AvatarSource`."""
     return avatar_provider().load_lora(avatar_id)
+
+
+def load_identity(avatar_id: str) -> IdentityEmbedding:
+    """The engine's `IdentitySource`."""
+    return avatar_provider().load_identity(avatar_id)
 
 
 def reference_embedding(avatar_id: str) -> np.ndarray | None:

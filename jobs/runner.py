@@ -92,16 +92,21 @@ def _canceled(job: RenderJob) -> Callable[[], bool]:
 
 
 def _render_options(job: RenderJob, spec: RenderSpec) -> dict[str, Any]:
-    """Avatars come from the avatar provider; their owner's face embedding ranks outputs.
+    """Avatars (LoRAs and identity embeddings) come from the avatar provider; their owner's
+    face embedding ranks outputs (every output of a render of a person carries its likeness).
 
     Outputs of kinds registered as labelled carry the AIGC labels: visible text, XMP metadata
     and an invisible watermark with the job id.
     """
     from engine.postprocess import LabelOptions
 
-    options: dict[str, Any] = {"avatar_source": providers.load_avatar_lora}
-    if spec.avatar is not None:
-        embedding = providers.reference_embedding(spec.avatar.id)
+    options: dict[str, Any] = {
+        "avatar_source": providers.load_avatar_lora,
+        "identity_source": providers.load_identity,
+    }
+    person = spec.avatar or spec.identity
+    if person is not None:
+        embedding = providers.reference_embedding(person.id)
         if embedding is not None:
             options["reference_embedding"] = embedding
     if registry.get(job.kind).labelled:
@@ -332,6 +337,7 @@ def _start_render_batch(jobs: list[RenderJob]) -> Completion | None:
         pending = get_engine().start_render_batch(
             specs,
             avatar_source=providers.load_avatar_lora,
+            identity_source=providers.load_identity,
             on_progress=on_progress,
             reference_embeddings=[o.get("reference_embedding") for o in options],
             labels=[o.get("label") for o in options],

@@ -167,6 +167,32 @@ def size_for(aspect_ratio: str, base: int) -> dict[str, int]:
     }
 
 
+# With the LoRA, the identity adapter adds to a likeness the LoRA already carries.
+IDENTITY_SCALE_WITH_LORA = 0.5
+IDENTITIES = ("instant", "lora", "both")
+
+
+def identity_fields(identity: str, *, avatar_id: str, likeness: float) -> dict[str, Any]:
+    """The engine spec's ``avatar`` and/or ``identity`` entries for an identity choice."""
+    if identity not in IDENTITIES:
+        raise ValueError(f"identity must be one of {IDENTITIES}, got {identity!r}")
+    fields: dict[str, Any] = {}
+    if identity in ("lora", "both"):
+        fields["avatar"] = {"id": avatar_id, "weight": likeness}
+    if identity in ("instant", "both"):
+        scale = likeness * (IDENTITY_SCALE_WITH_LORA if identity == "both" else 1.0)
+        fields["identity"] = {"id": avatar_id, "scale": round(scale, 4)}
+    return fields
+
+
+def identity_of_spec(spec: dict[str, Any]) -> str | None:
+    """Which identity a job's engine spec used: "instant", "lora", "both" or None."""
+    lora, adapter = "avatar" in spec, "identity" in spec
+    if lora and adapter:
+        return "both"
+    return "lora" if lora else ("instant" if adapter else None)
+
+
 def render_spec_for_cell(
     spec: dict[str, Any],
     *,
@@ -174,10 +200,16 @@ def render_spec_for_cell(
     seed: int,
     asset_owner_id: int,
     likeness: float | None = None,
+    identity: str = "lora",
 ) -> dict[str, Any]:
     """The engine spec for one preview cell. Images stay references to the assets of
     `asset_owner_id` (the revision's author, whose assets its spec names by sha256):
-    {"asset": "<owner id>/<sha256>"} (`jobs.assets.asset_ref`)."""
+    {"asset": "<owner id>/<sha256>"} (`jobs.assets.asset_ref`).
+
+    ``identity`` says how the avatar enters the render (`avatars.models.Identity`): "lora"
+    (its LoRA at the likeness weight), "instant" (the identity adapter at a scale equal to the
+    likeness) or "both" (the LoRA at the likeness weight, the adapter at
+    `IDENTITY_SCALE_WITH_LORA` x the likeness)."""
     engine: dict[str, Any] = {
         "prompt": spec["prompt"],
         "negative_prompt": spec["negative_prompt"],
@@ -189,9 +221,13 @@ def render_spec_for_cell(
         "height": spec["size"]["height"],
         "seed": seed,
         "style_loras": [{"key": s["key"], "weight": s["weight"]} for s in spec["style_loras"]],
-        "avatar": {"id": avatar_id, "weight": likeness or spec["default_likeness"]},
         "controls": [],
     }
+    engine.update(
+        identity_fields(
+            identity, avatar_id=avatar_id, likeness=likeness or spec["default_likeness"]
+        )
+    )
     for control in spec["controls"]:
         image = {"asset": asset_ref(asset_owner_id, control["asset"])}
         if control["kind"] == "lighting":

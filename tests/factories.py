@@ -37,9 +37,39 @@ def _trained_once() -> tuple[bytes, bytes]:
     return lora_to_bytes(trained), prepared.reference_embedding.astype("float32").tobytes()
 
 
-def ready_test_avatar(*, name: str = "Panel", gender: str = "female", age_band: str = "30-44"):
+@lru_cache(maxsize=1)
+def _identity_once() -> tuple[str, str, bytes]:
+    """(adapter key, kind, embedding bytes) of the instant tier, made once by the engine."""
+    from engine import faces
+    from workstation.engine_host import get_engine
+
+    prepared = faces.prepare_training_photos(P.front_photo(), P.same_person_photos(3))
+    adapter, kind, vector = get_engine().build_identity([p.image for p in prepared.accepted])
+    return adapter, kind, vector.astype("float32").tobytes()
+
+
+def _store_identity(avatar, key: bytes) -> None:
     from avatars import crypto
-    from avatars.models import Avatar, AvatarStatus
+
+    adapter, kind, vector = _identity_once()
+    avatar.identity_embedding = crypto.encrypt_blob(
+        vector, data_key=key, owner_id=str(avatar.id), purpose="identity_embedding"
+    )
+    avatar.identity_adapter, avatar.identity_kind = adapter, kind
+    avatar.instant_ready_at = timezone.now()
+
+
+def ready_test_avatar(
+    *,
+    name: str = "Panel",
+    gender: str = "female",
+    age_band: str = "30-44",
+    tiers: tuple[str, ...] = ("instant", "studio"),
+):
+    """A ready panel avatar with the given tiers: "instant" (identity embedding) and/or
+    "studio" (LoRA)."""
+    from avatars import crypto
+    from avatars.models import Avatar, AvatarStatus, LoraStatus
 
     lora, embedding = _trained_once()
     avatar = Avatar(
@@ -57,10 +87,16 @@ def ready_test_avatar(*, name: str = "Panel", gender: str = "female", age_band: 
     avatar.reference_embedding = crypto.encrypt_blob(
         embedding, data_key=key, owner_id=owner, purpose="reference_embedding"
     )
-    avatar.lora_object = default_storage.save(
-        f"avatars/{owner}/lora.bin",
-        ContentFile(crypto.encrypt_blob(lora, data_key=key, owner_id=owner, purpose="lora")),
-    )
+    if "studio" in tiers:
+        avatar.lora_object = default_storage.save(
+            f"avatars/{owner}/lora.bin",
+            ContentFile(crypto.encrypt_blob(lora, data_key=key, owner_id=owner, purpose="lora")),
+        )
+        avatar.lora_status, avatar.lora_ready_at = LoraStatus.READY, timezone.now()
+    else:
+        avatar.lora_status = LoraStatus.NOT_REQUESTED
+    if "instant" in tiers:
+        _store_identity(avatar, key)
     avatar.save()
     return avatar
 
@@ -75,7 +111,7 @@ def consent_record(*, end_user):
         agreement_version=agreement.AGREEMENT_VERSION,
         agreement_hash=agreement.agreement_hash(),
         text_shown=agreement.agreement_text(),
-        items=["face_processing", "identity_check"],
+        items=["face_processing", "identity_check", "identity_embedding"],
         age_confirmation="adult",
     )
 
@@ -105,12 +141,12 @@ def avatar_row(*, name: str, end_user=None, consent=None):
     )
 
 
-def ready_consumer_avatar(*, end_user):
+def ready_consumer_avatar(*, end_user, tiers: tuple[str, ...] = ("instant", "studio")):
     """A ready avatar of a consumer end user (with a consent record), trained once per session."""
     from avatars.models import Avatar
 
     record = consent_record(end_user=end_user)
-    test_avatar = ready_test_avatar()
+    test_avatar = ready_test_avatar(tiers=tiers)
     Avatar.objects.filter(pk=test_avatar.pk).update(
         is_test_avatar=False, end_user=end_user, consent=record
     )

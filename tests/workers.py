@@ -79,10 +79,18 @@ def purge_queues() -> None:
 
 
 class WorkerProcess:
-    def __init__(self, name: str, log_path: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        name: str,
+        log_path: Path,
+        env: dict[str, str],
+        *,
+        queues: str = "render,training,maintenance",
+    ):
         self.name = name
         self.log_path = log_path
         self.env = env
+        self.queues = queues
         self._start()
 
     def _start(self) -> None:
@@ -97,7 +105,7 @@ class WorkerProcess:
                 "workstation",
                 "worker",
                 "-Q",
-                "render,training,maintenance",
+                self.queues,
                 "-P",
                 "solo",
                 "-c",

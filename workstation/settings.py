@@ -317,6 +317,10 @@ AVATAR_RETENTION_DAYS = env.int("AVATAR_RETENTION_DAYS", default=30)
 AVATAR_DELETION_NOTICE_DAYS = env.int("AVATAR_DELETION_NOTICE_DAYS", default=3)
 PHOTO_HARD_LIMIT_HOURS = env.int("PHOTO_HARD_LIMIT_HOURS", default=24)
 _tiny = ENGINE_PROFILE == "tiny"
+# The instant tier (issue #15): an identity embedding for the tuning-free identity adapter,
+# made by the intake job right after the photo checks. Off, or without an identity adapter in
+# the registry, every avatar trains its LoRA.
+AVATAR_INSTANT_TIER = env.bool("AVATAR_INSTANT_TIER", default=True)
 AVATAR_TRAINING_STEPS = env.int("AVATAR_TRAINING_STEPS", default=20 if _tiny else 400)
 AVATAR_TRAINING_RESOLUTION = env.int("AVATAR_TRAINING_RESOLUTION", default=64 if _tiny else 512)
 AVATAR_TRAINING_RANK = env.int("AVATAR_TRAINING_RANK", default=4)
@@ -392,6 +396,7 @@ JOB_DEFAULT_SECONDS = {
     "preview": 3.0,
     "test_render": 2.0,
     "training": 60.0,
+    "avatar_intake": 3.0,
 }
 
 CELERY_BEAT_SCHEDULE = {
@@ -467,6 +472,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RenderJobStatusEnum": "jobs.models.JobStatus",
         "AvatarStatusEnum": "avatars.models.AvatarStatus",
+        "LoraStatusEnum": "avatars.models.LoraStatus",
+        "IdentityEnum": "avatars.models.Identity",
     },
     # Swagger UI assets ship with the package: the docs page works offline.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -19,7 +19,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
-    list_display = ["name", "key_prefix", "created_at", "revoked_at"]
+    list_display = ["name", "key_prefix", "train_lora_by_default", "created_at", "revoked_at"]
     exclude = ["key_hash", "webhook_secret"]
 
 

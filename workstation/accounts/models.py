@@ -103,6 +103,9 @@ class ApiClient(models.Model):
     # shown to the client once, when generated, and never logged.
     webhook_url = models.URLField(max_length=500, blank=True)
     webhook_secret = models.CharField(max_length=64, blank=True)
+    # Whether a new avatar also trains its LoRA (the studio tier) when the upload does not say;
+    # off: avatars stop at the instant tier unless a request asks for the LoRA.
+    train_lora_by_default = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["name"]

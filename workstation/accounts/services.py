@@ -80,7 +80,7 @@ class IssuedApiKey:
     key: str
 
 
-def api_client_create(*, name: str) -> IssuedApiKey:
+def api_client_create(*, name: str, train_lora_by_default: bool = True) -> IssuedApiKey:
     name = name.strip()
     if not name:
         raise InvalidInput({"name": ["A name is required."]})
@@ -88,7 +88,12 @@ def api_client_create(*, name: str) -> IssuedApiKey:
         raise ConflictError(f"An API client named {name!r} already exists.")
     prefix = secrets.token_hex(6)
     key = f"pk_{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(name=name, key_prefix=prefix, key_hash=hash_secret(key))
+    client = ApiClient.objects.create(
+        name=name,
+        key_prefix=prefix,
+        key_hash=hash_secret(key),
+        train_lora_by_default=train_lora_by_default,
+    )
     return IssuedApiKey(client=client, key=key)
 
 

@@ -42,12 +42,29 @@ def grant_credits(client, avatar: int = 5, generation: int = 10) -> None:
 
 
 def train(avatar_id: str) -> None:
-    """Runs the avatar's training job through the real job runner (claim, lease, train)."""
+    """Runs the avatar's jobs through the real job runner (claim, lease, run), in order: the
+    intake job (photo checks, instant tier), then the training job it queues (the LoRA)."""
     from avatars.models import Avatar
     from jobs.runner import render_job_execute
 
-    for job in Avatar.objects.get(pk=avatar_id).jobs.all():
+    ran: set = set()
+    while True:
+        avatar = Avatar.objects.filter(pk=avatar_id).first()
+        job = avatar and avatar.jobs.exclude(pk__in=ran).order_by("created_at").first()
+        if not job:
+            return
+        ran.add(job.pk)
         render_job_execute(job_id=job.id, worker="test-worker")
+
+
+def intake(avatar_id: str) -> None:
+    """Runs only the avatar's intake job (photo checks and the instant tier)."""
+    from avatars.kinds import INTAKE
+    from avatars.models import Avatar
+    from jobs.runner import render_job_execute
+
+    job = Avatar.objects.get(pk=avatar_id).jobs.get(kind=INTAKE)
+    render_job_execute(job_id=job.id, worker="test-worker")
 
 
 def upload(
@@ -56,6 +73,7 @@ def upload(
     photos: list[bytes],
     front: bytes | None = None,
     names: list[str] | None = None,
+    **fields: str,
 ):
     files = [
         SimpleUploadedFile(name, data, content_type="application/octet-stream")
@@ -70,6 +88,7 @@ def upload(
             "name": "Me",
             "front_photo": SimpleUploadedFile("front.jpg", front or P.front_photo()),
             "photos": files,
+            **fields,
         },
         format="multipart",
     )

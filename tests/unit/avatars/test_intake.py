@@ -24,7 +24,11 @@ pytestmark = pytest.mark.django_db
 
 def test_consent_current_lists_separate_items_and_promises(consumer):
     body = consumer("alice").get("/api/v1/consent/current").json()
-    assert [item["key"] for item in body["items"]] == ["face_processing", "identity_check"]
+    assert [item["key"] for item in body["items"]] == [
+        "face_processing",
+        "identity_check",
+        "identity_embedding",
+    ]
     assert len(body["hash"]) == 64 and body["version"]
     assert any("never used to train" in promise for promise in body["promises"])
     assert "18" in body["age_confirmation"]
@@ -349,7 +353,7 @@ def test_end_user_erased_during_the_upload_gets_409_and_nothing_is_stored(consum
     avatar = Avatar(end_user=end_user, consent=consent)
     assert client.post("/api/v1/me/erase").status_code == 200
     with pytest.raises(ConflictError, match="erased"):
-        services._store_uploads_and_enqueue(avatar, received)
+        services._store_uploads_and_enqueue(avatar, received, train_lora=True)
     assert Avatar.objects.count() == 0 and list_objects("avatars") == []
 
 

@@ -20,7 +20,7 @@ from workstation.accounts.models import EndUser
 from ... import photos as P
 from ...factories import give_consent
 from ...storage_utils import list_objects
-from .conftest import train, upload
+from .conftest import intake, train, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -68,8 +68,12 @@ def test_redelivered_training_message_trains_once(make_avatar, tiny_models):
     finished = Avatar.objects.get(pk=avatar_id).finished_at
     train(avatar_id)  # the same job again: already succeeded, nothing happens
     avatar = Avatar.objects.get(pk=avatar_id)
-    assert avatar.attempts == 1 and avatar.finished_at == finished
-    assert avatar.jobs.get().status == "succeeded"
+    # One intake run and one training run, each once.
+    assert avatar.attempts == 2 and avatar.finished_at == finished
+    assert sorted(avatar.jobs.values_list("kind", "status")) == [
+        ("avatar_intake", "succeeded"),
+        ("training", "succeeded"),
+    ]
 
 
 def test_dead_workers_lease_expires_and_the_job_runs_again(make_avatar, tiny_models):
@@ -77,7 +81,8 @@ def test_dead_workers_lease_expires_and_the_job_runs_again(make_avatar, tiny_mod
     from jobs.models import JobStatus
 
     avatar_id = make_avatar()
-    job = Avatar.objects.get(pk=avatar_id).jobs.get()
+    intake(avatar_id)
+    job = Avatar.objects.get(pk=avatar_id).jobs.get(kind="training")
     claimed = dispatch.claim_next(lane="training", worker="doomed")
     assert claimed.pk == job.pk  # the doomed worker "dies" here, holding the lease
     assert dispatch.sweep()["requeued"] == 0  # a live lease is left alone
@@ -93,6 +98,9 @@ def test_dead_workers_lease_expires_and_the_job_runs_again(make_avatar, tiny_mod
 
 
 def test_training_failure_deletes_photos_and_records_reason(make_avatar, tiny_models, settings):
+    """Without an instant tier the LoRA is the avatar: its failure fails the avatar
+    (test_instant_tier covers a LoRA failing next to an instant tier)."""
+    settings.AVATAR_INSTANT_TIER = False
     avatar_id = make_avatar()
     settings.AVATAR_TRAINING_RANK = 0  # an invalid recipe: the engine refuses it
     train(avatar_id)
@@ -174,7 +182,8 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     from jobs.runner import dispatch_once
 
     ready_id = make_avatar()
-    dispatch_once(lane="training", worker="w")  # the fair claim remembers alice's turn
+    dispatch_once(lane="render", worker="w")  # the intake; the fair claim remembers alice's turn
+    dispatch_once(lane="training", worker="w")
     assert Avatar.objects.get(pk=ready_id).status == AvatarStatus.READY
     alice_turn = f"eu:{EndUser.objects.get(external_ref='alice').pk}"
     assert OwnerTurn.objects.filter(owner_key=alice_turn).exists()
@@ -197,12 +206,13 @@ def test_erasure_leaves_only_the_receipt_and_copies_cannot_be_decrypted(
     response = consumer("alice").post("/api/v1/me/erase")
     assert response.status_code == 200, response.content
     receipt = response.json()
-    # render_jobs: the two avatars' training jobs and the generation.
+    # render_jobs: the ready avatar's intake and training jobs, the queued one's intake job and
+    # the generation.
     assert receipt["counts"] == {
         "avatars": 2,
         "photos": 4,
         "generated_images": 1,
-        "render_jobs": 3,
+        "render_jobs": 4,
         "consents": 2,
     }
     assert all(c["withdrawn_at"] for c in receipt["consents"])
@@ -327,6 +337,8 @@ def test_avatar_queued_before_screening_moved_into_the_job_still_trains(make_ava
         )
         name = default_storage.save(f"avatars/{avatar_id}/photos/{index}.bin", io.BytesIO(sealed))
         avatar.photos.create(index=index, storage_name=name)
+    # That release queued a training job, not an intake job.
+    RenderJob.objects.filter(avatar_id=avatar_id).update(kind="training", lane="training")
 
     train(avatar_id)
 
