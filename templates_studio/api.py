@@ -15,7 +15,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from avatars.models import Avatar
+from avatars.models import Avatar, Identity, LoraStatus
 from jobs.selectors import queue_estimate
 from workstation.accounts.models import Role
 from workstation.api.permissions import HasRole, IsApiClient, IsReviewer, IsStudioUser
@@ -36,10 +36,17 @@ from .models import (
     TemplateRevision,
     TemplateStatus,
 )
-from .selectors import published_templates
+from .selectors import panel_likeness_by_template, published_templates, template_panel_likeness
 from .spec import TEMPLATE_SPEC_SCHEMA, spec_diff
 
 IsAuthor = HasRole.of(Role.DESIGNER, Role.REVIEWER)
+
+# The short names of the identities a preview cell can use (the contact sheet's row labels).
+TIER_LABELS = {
+    Identity.INSTANT.value: "Instant",
+    Identity.LORA.value: "LoRA",
+    Identity.BOTH.value: "LoRA + adapter",
+}
 
 
 def visible_templates(user) -> QuerySet[Template]:
@@ -188,6 +195,8 @@ def _cell_json(cell: PreviewCell | None, request) -> dict | None:
         "id": cell.pk,
         "avatar": str(cell.avatar_id),
         "seed": cell.seed,
+        # How the avatar entered this render: "instant", "lora" or "both".
+        "identity": cell.identity,
         "status": cell.status,
         "progress": {"step": job.progress_step, "total": job.progress_total} if job else None,
         "likeness": cell.likeness,
@@ -353,6 +362,15 @@ class PreviewCreateSerializer(serializers.Serializer):
     avatars = serializers.ListField(
         child=serializers.UUIDField(), required=False, allow_empty=False
     )
+    identity = serializers.ChoiceField(
+        choices=Identity.choices,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="How every avatar enters its renders: instant (identity adapter), lora or "
+        "both. Omitted or null: each avatar's best available (both, else lora, else instant). "
+        "A chosen avatar without the named identity is a 400 naming it.",
+    )
 
 
 class PreviewCreateView(APIView):
@@ -368,7 +386,10 @@ class PreviewCreateView(APIView):
         data = PreviewCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         preview = services.preview_create(
-            revision=revision, user=request.user, avatar_ids=data.validated_data.get("avatars")
+            revision=revision,
+            user=request.user,
+            avatar_ids=data.validated_data.get("avatars"),
+            identity=data.validated_data["identity"],
         )
         return Response(grid_json(preview, request), status=status.HTTP_202_ACCEPTED)
 
@@ -402,6 +423,7 @@ class ContactSheetView(APIView):
         preview = _preview_for(request, preview_id)
         cells = {(str(c.avatar_id), c.seed): c for c in preview.cells.all()}
         names = {str(a.id): a.name for a in Avatar.objects.filter(pk__in=preview.avatar_ids)}
+        tiers = {a: TIER_LABELS.get(c.identity, c.identity) for (a, _), c in cells.items()}
         grid = [
             [
                 services.cell_image(cells[(a, s)])
@@ -414,7 +436,10 @@ class ContactSheetView(APIView):
         template = preview.revision.template
         png = contact_sheet_png(
             grid,
-            row_labels=[names.get(a, a[:8]) for a in preview.avatar_ids],
+            row_labels=[
+                " · ".join(filter(None, [names.get(a, a[:8]), tiers.get(a)]))
+                for a in preview.avatar_ids
+            ],
             column_labels=[f"seed {s}" for s in preview.seeds],
             title=f"{template.title} r{preview.revision.number}",
         )
@@ -601,23 +626,57 @@ class EventFeedView(generics.ListAPIView):
         return queryset
 
 
+class TierLikenessSerializer(serializers.Serializer):
+    mean = serializers.FloatField(help_text="Mean likeness of these cells (0-1).")
+    cells = serializers.IntegerField(help_text="Succeeded preview cells with a likeness.")
+
+
+class PanelLikenessSerializer(serializers.Serializer):
+    """Mean likeness per identity on the test panel (an identity without cells is absent)."""
+
+    instant = TierLikenessSerializer(
+        required=False, help_text="Cells rendered with the identity adapter alone."
+    )
+    lora = TierLikenessSerializer(required=False, help_text="Cells rendered with the LoRA alone.")
+    both = TierLikenessSerializer(
+        required=False, help_text="Cells rendered with the LoRA and the identity adapter."
+    )
+
+
+_PANEL_LIKENESS_HELP = (
+    "Mean likeness per identity over the live revision's succeeded preview cells on the "
+    "test-avatar panel; {} without a live revision or without such cells."
+)
+
+
+class TemplateStatsSerializer(serializers.Serializer):
+    generations = serializers.IntegerField()
+    refinements = serializers.IntegerField()
+    downloads = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    panel_likeness = PanelLikenessSerializer(help_text=_PANEL_LIKENESS_HELP)
+
+
 class StatsView(APIView):
     permission_classes = [IsStudioUser]
 
     @extend_schema(
-        summary="Generations, refinements, downloads, failures",
-        responses={200: OpenApiTypes.OBJECT},
+        summary="Generations, refinements, downloads, failures; panel likeness per identity",
+        responses={200: TemplateStatsSerializer},
     )
     def get(self, request, pk):
         template = _template_for(request, pk)
         stats = template.stats
         return Response(
-            {
-                "generations": stats.generations,
-                "refinements": stats.refinements,
-                "downloads": stats.downloads,
-                "failures": stats.failures,
-            }
+            TemplateStatsSerializer(
+                {
+                    "generations": stats.generations,
+                    "refinements": stats.refinements,
+                    "downloads": stats.downloads,
+                    "failures": stats.failures,
+                    "panel_likeness": template_panel_likeness(template=template),
+                }
+            ).data
         )
 
 
@@ -728,34 +787,76 @@ class AssetImageView(StudioOwnedMixin, generics.GenericAPIView):
         )
 
 
+class PanelAvatarSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    gender = serializers.CharField(source="panel_gender")
+    age_band = serializers.CharField(source="panel_age_band")
+    tier = serializers.ChoiceField(
+        choices=["instant", "studio"],
+        allow_null=True,
+        help_text="The best tier ready: studio (the LoRA) or instant (the identity adapter).",
+    )
+    lora_status = serializers.ChoiceField(choices=LoraStatus.choices)
+    # The same choice sets as the avatar API's `tier` and `identities` (one enum each).
+    identities = serializers.ListField(
+        child=serializers.ChoiceField(choices=Identity.choices),
+        source="available_identities",
+        help_text="The identities a preview of this avatar can use now, best first.",
+    )
+
+
 class PanelView(APIView):
     permission_classes = [IsStudioUser]
 
     @extend_schema(
-        summary="The test-avatar panel previews render on", responses={200: OpenApiTypes.OBJECT}
+        summary="The test-avatar panel previews render on (avatars with a tier ready)",
+        responses={200: PanelAvatarSerializer(many=True)},
     )
     def get(self, request):
-        return Response(
-            [
-                {
-                    "id": str(a.id),
-                    "name": a.name,
-                    "gender": a.panel_gender,
-                    "age_band": a.panel_age_band,
-                }
-                for a in services.panel_avatars()
-            ]
-        )
+        return Response(PanelAvatarSerializer(services.panel_avatars(), many=True).data)
 
 
 # --- Consumer catalog -------------------------------------------------------------------------------
 
 
-def _catalog_json(template: Template, request) -> dict:
+class CatalogLikenessOptionSerializer(serializers.Serializer):
+    default = serializers.FloatField()
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+
+
+class CatalogOptionsSerializer(serializers.Serializer):
+    likeness = CatalogLikenessOptionSerializer()
+    images_per_generation = serializers.IntegerField()
+
+
+class CatalogTemplateSerializer(serializers.Serializer):
+    """A published template as consumers see it: no prompts, no control assets."""
+
+    id = serializers.UUIDField()
+    slug = serializers.SlugField()
+    title = serializers.CharField()
+    category = serializers.ChoiceField(choices=Category.choices)
+    tags = serializers.ListField(child=serializers.CharField())
+    intended_gender = serializers.CharField()
+    intended_age = serializers.CharField()
+    order = serializers.IntegerField()
+    cover_url = serializers.URLField(allow_null=True)
+    options = CatalogOptionsSerializer(help_text="Only what a consumer may choose.")
+    panel_likeness = PanelLikenessSerializer(help_text=_PANEL_LIKENESS_HELP)
+
+
+class CatalogListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = CatalogTemplateSerializer(many=True)
+
+
+def _catalog_json(template: Template, request, *, panel_likeness: dict) -> dict:
     assert template.live_revision is not None  # catalog templates have a live revision
     spec = template.live_revision.spec
     return {
-        "id": str(template.id),
+        "id": template.id,
         "slug": template.slug,
         "title": template.title,
         "category": template.category,
@@ -771,6 +872,8 @@ def _catalog_json(template: Template, request) -> dict:
             "likeness": {"default": spec["default_likeness"], "min": 0.3, "max": 1.5},
             "images_per_generation": spec["keep"],
         },
+        # How well each identity (instant adapter, LoRA, both) kept the test panel's faces.
+        "panel_likeness": panel_likeness,
     }
 
 
@@ -780,24 +883,34 @@ class CatalogListView(APIView):
     @extend_schema(
         operation_id="catalog_templates_list",
         summary="Published templates (no prompts, no assets)",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: CatalogListSerializer},
     )
     def get(self, request):
-        templates = published_templates()
+        queryset = published_templates()
         category = request.query_params.get("category")
         if category:
-            templates = templates.filter(category=category)
-        return Response(
-            {"count": templates.count(), "results": [_catalog_json(t, request) for t in templates]}
-        )
+            queryset = queryset.filter(category=category)
+        templates = list(queryset)
+        likeness = panel_likeness_by_template(templates=templates)
+        body = {
+            "count": len(templates),
+            "results": [
+                _catalog_json(t, request, panel_likeness=likeness.get(t.pk, {})) for t in templates
+            ],
+        }
+        return Response(CatalogListSerializer(body).data)
 
 
 class CatalogDetailView(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(summary="One published template", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(summary="One published template", responses={200: CatalogTemplateSerializer})
     def get(self, request, pk):
-        return Response(_catalog_json(get_object_or_404(published_templates(), pk=pk), request))
+        template = get_object_or_404(published_templates(), pk=pk)
+        body = _catalog_json(
+            template, request, panel_likeness=template_panel_likeness(template=template)
+        )
+        return Response(CatalogTemplateSerializer(body).data)
 
 
 class CatalogCoverView(APIView):

@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from avatars.models import Identity
+
 
 class Category(models.TextChoices):
     ID_PHOTO = "id_photo", "ID photo"
@@ -134,12 +136,16 @@ class CellStatus(models.TextChoices):
 
 
 class PreviewCell(models.Model):
-    """One render of a revision on one test avatar with one seed; cached across previews."""
+    """One render of a revision on one test avatar with one seed and one identity (how the
+    avatar entered the render: its LoRA, the instant identity adapter, or both); cached across
+    previews."""
 
     revision = models.ForeignKey(TemplateRevision, on_delete=models.CASCADE, related_name="cells")
     avatar = models.ForeignKey("avatars.Avatar", on_delete=models.CASCADE, related_name="+")
     seed = models.BigIntegerField()
     engine_version = models.CharField(max_length=64)
+    # Cells from before the instant tier were all rendered with the LoRA.
+    identity = models.CharField(max_length=16, choices=Identity.choices, default=Identity.LORA)
     job = models.OneToOneField(
         "jobs.RenderJob",
         null=True,
@@ -157,12 +163,13 @@ class PreviewCell(models.Model):
         ordering = ["avatar_id", "seed"]
         constraints = [
             models.UniqueConstraint(
-                fields=["revision", "avatar", "seed", "engine_version"], name="unique_preview_cell"
+                fields=["revision", "avatar", "seed", "engine_version", "identity"],
+                name="unique_preview_cell",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"cell {self.revision_id}/{self.avatar_id}/{self.seed}"
+        return f"cell {self.revision_id}/{self.avatar_id}/{self.seed}/{self.identity}"
 
 
 class Preview(models.Model):

@@ -17,11 +17,11 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils.text import slugify
 from PIL import Image
 
-from avatars.models import Avatar, AvatarStatus
+from avatars.models import Avatar, Identity
 from jobs.assets import asset_storage_name
 from jobs.models import JobStatus, RenderJob
 from jobs.services import job_create
@@ -276,16 +276,66 @@ def pose_asset_create(*, user: User, pose: dict) -> tuple[ControlAsset, bool]:
 
 
 def panel_avatars() -> list[Avatar]:
-    return list(
-        Avatar.objects.filter(is_test_avatar=True, status=AvatarStatus.READY).order_by("created_at")
+    """The test-avatar panel previews render on: test avatars with at least one tier ready
+    (the instant tier is usable while the LoRA still trains), oldest first."""
+    candidates = Avatar.objects.filter(is_test_avatar=True).filter(
+        ~Q(lora_object="") | (Q(identity_embedding__isnull=False) & ~Q(identity_adapter=""))
     )
+    return [a for a in candidates.order_by("created_at") if a.tier is not None]
+
+
+def _avatar_label(avatar: Avatar) -> str:
+    return f"{avatar.name} ({avatar.id})" if avatar.name else str(avatar.id)
+
+
+def _cell_identities(chosen: list[Avatar], identity: str | None) -> dict[str, str]:
+    """The identity each chosen avatar renders with: its best available one, or the one
+    named (every chosen avatar must have it)."""
+    if identity is None:
+        return {str(a.id): a.available_identities()[0] for a in chosen}
+    if identity not in Identity.values:
+        raise InvalidInput({"identity": [f"Must be one of: {', '.join(Identity.values)}."]})
+    lacking = [a for a in chosen if identity not in a.available_identities()]
+    if lacking:
+        label = Identity(identity).label
+        raise InvalidInput(
+            {
+                "identity": [
+                    f'"{identity}" is not available for the test avatars: '
+                    f"{', '.join(_avatar_label(a) for a in lacking)}."
+                ]
+            },
+            message=f'These test avatars cannot render with identity "{identity}" ({label}): '
+            f"{', '.join(a.name or str(a.id) for a in lacking)}. Choose another identity, "
+            "or preview without them.",
+            details=[
+                {
+                    "field": "identity",
+                    "code": "identity_unavailable",
+                    "avatar": str(a.id),
+                    "name": a.name,
+                    "available": a.available_identities(),
+                }
+                for a in lacking
+            ],
+        )
+    return {str(a.id): identity for a in chosen}
 
 
 def preview_create(
-    *, revision: TemplateRevision, user: User, avatar_ids: list[str] | None = None
+    *,
+    revision: TemplateRevision,
+    user: User,
+    avatar_ids: list[str] | None = None,
+    identity: str | None = None,
 ) -> Preview:
-    """Renders the revision on the panel x its seeds. Cells already rendered for this
-    (revision, avatar, seed, engine version) are reused: nothing is rendered twice."""
+    """Renders the revision on the panel x its seeds.
+
+    `identity` (`avatars.models.Identity`) is how each avatar enters its renders: None = each
+    avatar's best available (both tiers, else the LoRA, else the instant adapter); a named one
+    is used for every chosen avatar, and a chosen avatar without it is a 400 naming it.
+    Cells already rendered for this (revision, avatar, seed, engine version, identity) are
+    reused: nothing is rendered twice."""
     panel = panel_avatars()
     if not panel:
         raise ConflictError("The test-avatar panel has no ready avatars yet.")
@@ -296,9 +346,10 @@ def preview_create(
             raise InvalidInput(
                 {"avatars": [f"Not ready test avatars: {', '.join(map(str, unknown))}."]}
             )
-        chosen = [by_id[str(a)] for a in avatar_ids]
+        chosen = list({str(a): by_id[str(a)] for a in avatar_ids}.values())
     else:
         chosen = panel
+    identities = _cell_identities(chosen, identity)
     seeds = list(revision.spec["seeds"])
     new_cells = 0
     with transaction.atomic():
@@ -310,12 +361,14 @@ def preview_create(
             full_panel={str(a.id) for a in chosen} == set(by_id),
         )
         for avatar in chosen:
+            cell_identity = identities[str(avatar.id)]
             for seed in seeds:
                 cell, created = PreviewCell.objects.select_for_update().get_or_create(
                     revision=revision,
                     avatar=avatar,
                     seed=seed,
                     engine_version=settings.ENGINE_VERSION,
+                    identity=cell_identity,
                 )
                 if created or cell.status == CellStatus.FAILED:
                     job = job_create(
@@ -326,6 +379,7 @@ def preview_create(
                             avatar_id=str(avatar.id),
                             seed=seed,
                             asset_owner_id=revision.created_by_id,
+                            identity=cell_identity,
                         ),
                     )
                     cell.job, cell.status, cell.error = job, CellStatus.PENDING, ""

@@ -45,6 +45,9 @@ def preview_and_wait(page) -> None:
         grid.get_by_role("img", name=f"Ana, seed {seed}").wait_for(
             state="attached", timeout=120_000
         )
+    # Each cell names its tier: Ana has both tiers, so her best is the LoRA with the adapter.
+    badges = grid.locator(".tier-badge")
+    assert badges.all_inner_texts() == ["LoRA + adapter", "LoRA + adapter"]
 
 
 def test_designer_reviewer_round_trip(
@@ -150,6 +153,8 @@ def test_operator_pages(page, live_server, make_user, tiny_models):
     sign_in(page, live_server.url, operator.email)
     nav(page, "Test avatars")
     page.get_by_text("Ana").first.wait_for()
+    row = page.get_by_role("row").filter(has_text="Ana")
+    assert row.locator("[data-tier]").inner_text() == "Studio (LoRA)"
     page.get_by_role("button", name="Add test avatar").wait_for()
     shot(page, "test-avatars")
     nav(page, "Backend dashboard")

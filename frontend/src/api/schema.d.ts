@@ -371,7 +371,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Generations, refinements, downloads, failures */
+        /** Generations, refinements, downloads, failures; panel likeness per identity */
         get: operations["templates_stats_retrieve"];
         put?: never;
         post?: never;
@@ -422,8 +422,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The test-avatar panel previews render on */
-        get: operations["test_avatars_retrieve"];
+        /** The test-avatar panel previews render on (avatars with a tier ready) */
+        get: operations["test_avatars_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -583,7 +583,7 @@ export interface paths {
         };
         /**
          * The avatar's progress as server-sent events
-         * @description One `state` event (the avatar resource) per change of status, progress, queue position or photo issues, until the avatar is ready or failed or the stream's time runs out (reconnect; GET the avatar is the fallback).
+         * @description One `state` event (the avatar resource) per change of status, tier, LoRA status, progress, queue position or photo issues, until the avatar is ready or failed or the stream's time runs out (reconnect; GET the avatar is the fallback). The instant tier arrives as a `state` with `tier: instant` while `status` is still `training`.
          */
         get: operations["avatars_events_retrieve"];
         put?: never;
@@ -1125,8 +1125,12 @@ export interface components {
             readonly finished_at: string | null;
             /** Format: uuid */
             readonly id: string;
+            readonly identities: components["schemas"]["IdentityEnum"][];
+            /** Format: date-time */
+            readonly instant_ready_at: string | null;
             /** Format: date-time */
             readonly last_used_at: string;
+            readonly lora_status: components["schemas"]["LoraStatusEnum"];
             readonly name: string;
             readonly photo_count: number;
             /** @description Photos not used and why: found at upload (not an image, too large) or by screening at the start of training (no face, blurry, another person...). */
@@ -1139,7 +1143,9 @@ export interface components {
             } | null;
             /** Format: date-time */
             readonly scheduled_deletion_at: string | null;
+            readonly stages: components["schemas"]["AvatarStages"];
             readonly status: components["schemas"]["AvatarStatusEnum"];
+            readonly tier: (components["schemas"]["TierEnum"] | components["schemas"]["NullEnum"]) | null;
         };
         AvatarCreateRequest: {
             /** Format: uuid */
@@ -1148,6 +1154,14 @@ export interface components {
             front_photo: string;
             name?: string;
             photos: string[];
+            /** @description Also train the LoRA (studio tier) after the instant tier. Default: the API client's setting (`train_lora_by_default`). */
+            train_lora?: boolean | null;
+        };
+        AvatarStages: {
+            /** @description The instant tier: usable seconds after upload */
+            instant: components["schemas"]["InstantStage"];
+            /** @description The studio tier: the LoRA trained on the queue */
+            lora: components["schemas"]["LoraStage"];
         };
         /**
          * @description * `queued` - Queued
@@ -1158,8 +1172,42 @@ export interface components {
          * @enum {string}
          */
         AvatarStatusEnum: "queued" | "preparing" | "training" | "ready" | "failed";
+        CatalogLikenessOption: {
+            /** Format: double */
+            default: number;
+            /** Format: double */
+            max: number;
+            /** Format: double */
+            min: number;
+        };
+        CatalogList: {
+            count: number;
+            results: components["schemas"]["CatalogTemplate"][];
+        };
+        CatalogOptions: {
+            images_per_generation: number;
+            likeness: components["schemas"]["CatalogLikenessOption"];
+        };
         CatalogOrderRequest: {
             templates: string[];
+        };
+        /** @description A published template as consumers see it: no prompts, no control assets. */
+        CatalogTemplate: {
+            category: components["schemas"]["CategoryEnum"];
+            /** Format: uri */
+            cover_url: string | null;
+            /** Format: uuid */
+            id: string;
+            intended_age: string;
+            intended_gender: string;
+            /** @description Only what a consumer may choose. */
+            options: components["schemas"]["CatalogOptions"];
+            order: number;
+            /** @description Mean likeness per identity over the live revision's succeeded preview cells on the test-avatar panel; {} without a live revision or without such cells. */
+            panel_likeness: components["schemas"]["PanelLikeness"];
+            slug: string;
+            tags: string[];
+            title: string;
         };
         /**
          * @description * `id_photo` - ID photo
@@ -1281,6 +1329,14 @@ export interface components {
         GenerationCreateRequest: {
             /** Format: uuid */
             avatar: string;
+            /**
+             * @description How the avatar enters the render: "instant" (the identity adapter, ready seconds after upload), "lora" (the trained LoRA) or "both". Default: the best the avatar has now (the first of the avatar's `identities`); 409 if it lacks the one asked.
+             *
+             *     * `instant` - Identity adapter (instant tier)
+             *     * `lora` - LoRA (studio tier)
+             *     * `both` - LoRA and identity adapter
+             */
+            identity?: components["schemas"]["IdentityEnum"];
             /** Format: double */
             likeness?: number;
             /** Format: uuid */
@@ -1304,6 +1360,39 @@ export interface components {
          * @enum {string}
          */
         HealthStatusEnum: "ok" | "unavailable";
+        /**
+         * @description * `instant` - Identity adapter (instant tier)
+         *     * `lora` - LoRA (studio tier)
+         *     * `both` - LoRA and identity adapter
+         * @enum {string}
+         */
+        IdentityEnum: "instant" | "lora" | "both";
+        InstantStage: {
+            /**
+             * Format: double
+             * @description Until ready; null when not pending
+             */
+            eta_seconds: number | null;
+            /** Format: date-time */
+            ready_at: string | null;
+            /**
+             * @description pending: photo checks and the identity embedding are under way; unavailable: this avatar has no instant tier (switched off or no identity adapter).
+             *
+             *     * `pending` - pending
+             *     * `ready` - ready
+             *     * `unavailable` - unavailable
+             *     * `failed` - failed
+             */
+            status: components["schemas"]["InstantStageStatusEnum"];
+        };
+        /**
+         * @description * `pending` - pending
+         *     * `ready` - ready
+         *     * `unavailable` - unavailable
+         *     * `failed` - failed
+         * @enum {string}
+         */
+        InstantStageStatusEnum: "pending" | "ready" | "unavailable" | "failed";
         /**
          * @description * `18-29` - 18-29
          *     * `30-44` - 30-44
@@ -1342,10 +1431,33 @@ export interface components {
             email: string;
             password: string;
         };
+        LoraStage: {
+            /**
+             * Format: double
+             * @description Until ready; null when not coming
+             */
+            eta_seconds: number | null;
+            failure: components["schemas"]["StageFailure"] | null;
+            /** Format: date-time */
+            ready_at: string | null;
+            status: components["schemas"]["LoraStatusEnum"];
+        };
+        /**
+         * @description * `not_requested` - Not requested
+         *     * `waiting` - Waiting for the photo checks
+         *     * `queued` - Queued
+         *     * `training` - Training
+         *     * `ready` - Ready
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        LoraStatusEnum: "not_requested" | "waiting" | "queued" | "training" | "ready" | "failed";
         NoteRequest: {
             /** @default  */
             note: string;
         };
+        /** @enum {unknown} */
+        NullEnum: null;
         PaginatedAssetList: {
             /** @example 123 */
             count: number;
@@ -1466,6 +1578,32 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["TestAvatar"][];
         };
+        PanelAvatar: {
+            age_band: string;
+            gender: string;
+            /** Format: uuid */
+            id: string;
+            /** @description The identities a preview of this avatar can use now, best first. */
+            identities: components["schemas"]["IdentityEnum"][];
+            lora_status: components["schemas"]["LoraStatusEnum"];
+            name: string;
+            /**
+             * @description The best tier ready: studio (the LoRA) or instant (the identity adapter).
+             *
+             *     * `instant` - instant
+             *     * `studio` - studio
+             */
+            tier: (components["schemas"]["TierEnum"] | components["schemas"]["NullEnum"]) | null;
+        };
+        /** @description Mean likeness per identity on the test panel (an identity without cells is absent). */
+        PanelLikeness: {
+            /** @description Cells rendered with the LoRA and the identity adapter. */
+            both?: components["schemas"]["TierLikeness"];
+            /** @description Cells rendered with the identity adapter alone. */
+            instant?: components["schemas"]["TierLikeness"];
+            /** @description Cells rendered with the LoRA alone. */
+            lora?: components["schemas"]["TierLikeness"];
+        };
         PasswordChangeRequest: {
             current_password: string;
             new_password: string;
@@ -1492,6 +1630,14 @@ export interface components {
         };
         PreviewCreateRequest: {
             avatars?: string[];
+            /**
+             * @description How every avatar enters its renders: instant (identity adapter), lora or both. Omitted or null: each avatar's best available (both, else lora, else instant). A chosen avatar without the named identity is a 400 naming it.
+             *
+             *     * `instant` - Identity adapter (instant tier)
+             *     * `lora` - LoRA (studio tier)
+             *     * `both` - LoRA and identity adapter
+             */
+            identity?: (components["schemas"]["IdentityEnum"] | components["schemas"]["NullEnum"]) | null;
         };
         /**
          * @description * `grant` - Grant
@@ -1589,6 +1735,10 @@ export interface components {
         SpecRequest: {
             spec: unknown;
         };
+        StageFailure: {
+            code: string;
+            reason: string;
+        };
         /**
          * @description * `open` - Open
          *     * `approved` - Approved
@@ -1628,6 +1778,14 @@ export interface components {
             tags?: string[];
             title: string;
         };
+        TemplateStats: {
+            downloads: number;
+            failures: number;
+            generations: number;
+            /** @description Mean likeness per identity over the live revision's succeeded preview cells on the test-avatar panel; {} without a live revision or without such cells. */
+            panel_likeness: components["schemas"]["PanelLikeness"];
+            refinements: number;
+        };
         /**
          * @description * `draft` - Draft
          *     * `in_review` - In review
@@ -1649,9 +1807,13 @@ export interface components {
             readonly finished_at: string | null;
             /** Format: uuid */
             readonly id: string;
+            readonly identities: components["schemas"]["IdentityEnum"][];
+            /** Format: date-time */
+            readonly instant_ready_at: string | null;
             readonly is_test_avatar: boolean;
             /** Format: date-time */
             readonly last_used_at: string;
+            readonly lora_status: components["schemas"]["LoraStatusEnum"];
             readonly name: string;
             readonly panel_age_band: string;
             readonly panel_gender: string;
@@ -1667,7 +1829,9 @@ export interface components {
             readonly rights_declaration: string;
             /** Format: date-time */
             readonly scheduled_deletion_at: string | null;
+            readonly stages: components["schemas"]["AvatarStages"];
             readonly status: components["schemas"]["AvatarStatusEnum"];
+            readonly tier: (components["schemas"]["TierEnum"] | components["schemas"]["NullEnum"]) | null;
         };
         TestAvatarCreateRequest: {
             age_band: components["schemas"]["AgeBandEnum"];
@@ -1689,6 +1853,21 @@ export interface components {
             seed: number;
             steps?: number;
             width?: number;
+        };
+        /**
+         * @description * `instant` - instant
+         *     * `studio` - studio
+         * @enum {string}
+         */
+        TierEnum: "instant" | "studio";
+        TierLikeness: {
+            /** @description Succeeded preview cells with a likeness. */
+            cells: number;
+            /**
+             * Format: double
+             * @description Mean likeness of these cells (0-1).
+             */
+            mean: number;
         };
         UsageDay: {
             /** @description Training jobs that succeeded */
@@ -2375,9 +2554,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TemplateStats"];
                 };
             };
         };
@@ -2435,7 +2612,7 @@ export interface operations {
             };
         };
     };
-    test_avatars_retrieve: {
+    test_avatars_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -2449,9 +2626,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["PanelAvatar"][];
                 };
             };
         };
@@ -2731,9 +2906,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CatalogList"];
                 };
             };
         };
@@ -2754,9 +2927,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CatalogTemplate"];
                 };
             };
         };

@@ -9,9 +9,11 @@ import { STUDIO_BASE, api, query } from './client';
 import type {
   Asset,
   Category,
+  Identity,
   IntendedAge,
   IntendedGender,
   Paginated,
+  PanelAvatar,
   Review,
   ReviewState,
   Revision,
@@ -19,6 +21,7 @@ import type {
   TemplateCreateRequest,
   TemplateEvent,
   TemplatePatchRequest,
+  TemplateStats,
   TemplateStatus,
   UploadAssetKind,
 } from './types';
@@ -102,10 +105,15 @@ export type JsonType = 'string' | 'number' | 'integer' | 'boolean' | 'object' | 
 
 export type CellStatus = 'pending' | 'succeeded' | 'failed';
 
+/** How a render carries the avatar (issue #15): the instant identity adapter, the LoRA, or both. */
+export const IDENTITIES: Identity[] = ['instant', 'lora', 'both'];
+
 export interface PreviewCell {
   id: number;
   avatar: string;
   seed: number;
+  /** The identity this cell was rendered with: "instant", "lora" or "both". */
+  identity: Identity;
   status: CellStatus;
   /** The render job's progress; null before a job exists. */
   progress: { step: number; total: number } | null;
@@ -158,15 +166,17 @@ export interface ReviewDetail extends Review {
   grid: PreviewGrid;
 }
 
-export interface TemplateStats {
-  generations: number;
-  refinements: number;
-  downloads: number;
-  failures: number;
-}
+/** GET /api/studio/templates/{id}/stats: usage counters and the panel likeness per identity. */
+export type { TemplateStats };
 
-/** GET /api/studio/test-avatars: the ready panel. */
-export type PanelAvatar = PreviewAvatar;
+/** GET /api/studio/test-avatars: the panel (test avatars with a tier ready). */
+export type { PanelAvatar };
+
+/** POST .../previews body: a subset of the panel, and the identity (null: each avatar's best). */
+export interface PreviewRequest {
+  avatars?: string[];
+  identity?: Identity | null;
+}
 
 /** POST /api/studio/assets/pose body (COCO-18 keypoints, OpenPose order). */
 export interface PosePayload {
@@ -200,8 +210,8 @@ export const studio = {
   revision: (id: string, n: number, o: Opts = {}) =>
     api.get<Revision>(`${S}/templates/${id}/revisions/${n}`, withSignal(o.signal)),
 
-  createPreview: (id: string, n: number, avatars?: string[]) =>
-    api.post<PreviewGrid>(`${S}/templates/${id}/revisions/${n}/previews`, avatars ? { avatars } : {}),
+  createPreview: (id: string, n: number, body: PreviewRequest = {}) =>
+    api.post<PreviewGrid>(`${S}/templates/${id}/revisions/${n}/previews`, body),
   preview: (previewId: string, o: Opts = {}) =>
     api.get<PreviewGrid>(`${S}/previews/${previewId}`, withSignal(o.signal)),
   contactSheetUrl: (previewId: string) => `${S}/previews/${previewId}/contact-sheet`,

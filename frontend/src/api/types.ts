@@ -48,6 +48,16 @@ export type Template = Omit<Schemas['Template'], 'latest_review' | 'tags'> & {
 /** A revision; `spec` is the stored spec with defaults filled in. */
 export type Revision = Omit<Schemas['Revision'], 'spec'> & { readonly spec: TemplateSpec };
 
+/** How a render carries the avatar: "instant" (identity adapter), "lora" or "both". */
+export type Identity = Schemas['IdentityEnum'];
+/** The best tier an avatar has ready: "studio" (its LoRA) or "instant" (the identity adapter). */
+export type AvatarTier = Schemas['TierEnum'];
+export type LoraStatus = Schemas['LoraStatusEnum'];
+export type TierLikeness = Schemas['TierLikeness'];
+export type PanelLikeness = Schemas['PanelLikeness'];
+export type TemplateStats = Schemas['TemplateStats'];
+export type PanelAvatar = Schemas['PanelAvatar'];
+
 export type AvatarStatus = Schemas['AvatarStatusEnum'];
 export type PanelGender = Schemas['GenderEnum'];
 export type AgeBand = Schemas['AgeBandEnum'];

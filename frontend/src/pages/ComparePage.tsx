@@ -4,6 +4,7 @@ import { Link, useParams, useSearchParams } from 'react-router';
 import { studio } from '../api/studio';
 import type { CompareResult, PreviewCell, PreviewGrid } from '../api/studio';
 import { ErrorState, LoadingState } from '../components/StatusViews';
+import { TierBadge } from '../features/preview/PreviewGrid';
 import { DiffTable } from '../features/templates/parts';
 import { useI18n } from '../i18n/I18nContext';
 import { useApi } from '../lib/useApi';
@@ -101,8 +102,16 @@ function cellOf(grid: PreviewGrid | null, avatar: string, seed: number): Preview
 function MiniCell({ cell, label }: { cell: PreviewCell | null; label: string }) {
   const { t } = useI18n();
   if (!cell) return <span className="muted small">{t('grid.noCell')}</span>;
-  if (cell.status === 'succeeded' && cell.image_url) return <img src={cell.image_url} alt={label} loading="lazy" />;
-  return <span className="small muted">{cell.status === 'failed' ? t('grid.failed') : t('grid.pending')}</span>;
+  return (
+    <span className="mini-cell">
+      <TierBadge identity={cell.identity} />
+      {cell.status === 'succeeded' && cell.image_url ? (
+        <img src={cell.image_url} alt={label} loading="lazy" />
+      ) : (
+        <span className="small muted block">{cell.status === 'failed' ? t('grid.failed') : t('grid.pending')}</span>
+      )}
+    </span>
+  );
 }
 
 /** Rows = avatars, columns = seeds (union of both grids); each cell shows A next to B. */

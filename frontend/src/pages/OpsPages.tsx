@@ -3,7 +3,7 @@ import type { FormEvent } from 'react';
 import { ApiError } from '../api/client';
 import { AGE_BANDS, GENDERS, ops } from '../api/ops';
 import type { DroppedPhoto, QueueDashboard } from '../api/ops';
-import type { AgeBand, PanelGender, TestAvatar } from '../api/types';
+import type { AgeBand, AvatarTier, LoraStatus, PanelGender, TestAvatar } from '../api/types';
 import { CheckboxField, ErrorSummary, Field } from '../components/Form';
 import { EmptyState, ErrorState, LoadingState, SuccessNotice } from '../components/StatusViews';
 import { useI18n } from '../i18n/I18nContext';
@@ -12,6 +12,23 @@ import { asApiError, useApi, usePolling } from '../lib/useApi';
 export const TEST_AVATAR_POLL_MS = 3000;
 export const QUEUE_POLL_MS = 2000;
 const IN_FLIGHT = new Set(['queued', 'preparing', 'training']);
+
+/** The avatar's best ready tier; "none yet" while intake runs (or an older server omits it). */
+function TierCell({ tier }: { tier: AvatarTier | null | undefined }) {
+  const { t } = useI18n();
+  const kind = tier ?? 'none';
+  return (
+    <span className={`tier-badge tier-${kind}`} data-tier={kind}>
+      {t(`tier.${kind}`)}
+    </span>
+  );
+}
+
+function LoraStatusCell({ status }: { status: LoraStatus | undefined }) {
+  const { t } = useI18n();
+  if (!status) return <span className="muted">—</span>;
+  return <span className={`lora-status lora-${status}`}>{t(`loraStatus.${status}`)}</span>;
+}
 
 /** /operations/test-avatars — the test-avatar panel with an upload form. */
 export function TestAvatarsPage() {
@@ -47,6 +64,7 @@ export function TestAvatarsPage() {
     <main className="page wide">
       <h1>{t('panel.title')}</h1>
       <p className="lead">{t('panel.intro')}</p>
+      <p className="hint">{t('panel.tiersHelp')}</p>
       <section className="section" aria-labelledby="panel-list-title">
         <h2 id="panel-list-title">{t('panel.listTitle')}</h2>
         {list.state.status === 'loading' ? <LoadingState inline /> : null}
@@ -61,6 +79,8 @@ export function TestAvatarsPage() {
                 <th scope="col">{t('panel.gender')}</th>
                 <th scope="col">{t('panel.ageBand')}</th>
                 <th scope="col">{t('panel.status')}</th>
+                <th scope="col">{t('panel.tier')}</th>
+                <th scope="col">{t('panel.lora')}</th>
                 <th scope="col">{t('panel.photos')}</th>
                 <th scope="col">{t('panel.created')}</th>
                 <th scope="col">
@@ -95,6 +115,12 @@ export function TestAvatarsPage() {
                           </span>
                         ))
                       : null}
+                  </td>
+                  <td data-testid={`tier-${a.id}`}>
+                    <TierCell tier={a.tier} />
+                  </td>
+                  <td data-testid={`lora-${a.id}`}>
+                    <LoraStatusCell status={a.lora_status} />
                   </td>
                   <td>{a.photo_count}</td>
                   <td>{formatDate(a.created_at)}</td>

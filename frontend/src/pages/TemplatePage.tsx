@@ -2,9 +2,9 @@ import { useState } from 'react';
 import type { FormEvent } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { ApiError } from '../api/client';
-import { CATEGORIES, studio } from '../api/studio';
+import { CATEGORIES, IDENTITIES, studio } from '../api/studio';
 import type { PreviewGrid } from '../api/studio';
-import type { Category, Revision, Template, User } from '../api/types';
+import type { Category, Identity, Revision, Template, User } from '../api/types';
 import { ErrorSummary, Field } from '../components/Form';
 import { EmptyState, ErrorState, LoadingState, SuccessNotice } from '../components/StatusViews';
 import { TemplateEditor, parseTags } from '../features/editor/TemplateEditor';
@@ -230,6 +230,8 @@ function PreviewAndSubmit({ tpl, revision, revisions, onSelect, canAct, onSubmit
   const [grid, setGrid] = useState<PreviewGrid | null>(null);
   const [previewError, setPreviewError] = useState<ApiError | null>(null);
   const [starting, setStarting] = useState(false);
+  /** '' = each avatar's best available identity. */
+  const [identity, setIdentity] = useState<Identity | ''>('');
   const [note, setNote] = useState('');
   const [submitError, setSubmitError] = useState<ApiError | null>(null);
   const [submitted, setSubmitted] = useState(false);
@@ -239,7 +241,7 @@ function PreviewAndSubmit({ tpl, revision, revisions, onSelect, canAct, onSubmit
     setStarting(true);
     setPreviewError(null);
     try {
-      setGrid(await studio.createPreview(tpl.id, revision.number));
+      setGrid(await studio.createPreview(tpl.id, revision.number, identity ? { identity } : {}));
     } catch (err) {
       setPreviewError(asApiError(err));
     } finally {
@@ -277,12 +279,35 @@ function PreviewAndSubmit({ tpl, revision, revisions, onSelect, canAct, onSubmit
           </select>
         </div>
         {canAct ? (
+          <div className="field field-inline">
+            <label htmlFor="preview-identity">{t('preview.identity')}</label>
+            <select
+              id="preview-identity"
+              value={identity}
+              aria-describedby="preview-identity-hint"
+              onChange={(e) => setIdentity(e.target.value as Identity | '')}
+            >
+              <option value="">{t('preview.identityBest')}</option>
+              {IDENTITIES.map((i) => (
+                <option key={i} value={i}>
+                  {t(`identity.${i}.option`)}
+                </option>
+              ))}
+            </select>
+          </div>
+        ) : null}
+        {canAct ? (
           <button type="button" className="button button-primary" onClick={() => void startPreview()} disabled={starting}>
             {starting ? t('preview.starting') : t('preview.start')}
           </button>
         ) : null}
       </div>
       <p className="hint">{t('preview.help')}</p>
+      {canAct ? (
+        <p className="hint" id="preview-identity-hint">
+          {t('preview.identityHint')}
+        </p>
+      ) : null}
       {previewError ? <ErrorState inline error={previewError} /> : null}
       {grid ? <LivePreview initial={grid} /> : <p className="muted small">{t('preview.none')}</p>}
 

@@ -23,10 +23,15 @@ describe('Template workspace', () => {
       },
     });
     let revisions = [revision(1, spec(), 'first')];
-    const pending = grid('p2', [[cell(1, 'av-ann', 11), cell(2, 'av-ann', 12)], [cell(3, 'av-bo', 11), cell(4, 'av-bo', 12)]], {
-      revision: 2,
-      queue: { jobs_ahead: 2 },
-    });
+    const instant = { identity: 'instant' as const };
+    const pending = grid(
+      'p2',
+      [
+        [cell(1, 'av-ann', 11, instant), cell(2, 'av-ann', 12, instant)],
+        [cell(3, 'av-bo', 11, instant), cell(4, 'av-bo', 12, instant)],
+      ],
+      { revision: 2, queue: { jobs_ahead: 2 } },
+    );
     const calls = stubFetch({
       'GET /api/v1/auth/me': () => jsonResponse(200, studioUser('designer')),
       'GET /api/v1/auth/csrf': csrf,
@@ -36,7 +41,11 @@ describe('Template workspace', () => {
         jsonResponse(200, page([{ id: 9, template: TEMPLATE_ID, template_title: 'Business headshot', revision_number: 1,
           actor: 'rita@example.com', action: 'request_changes', from_status: 'in_review', to_status: 'changes_requested',
           comment: 'Light is too cold.', created_at: '2025-01-03T10:00:00Z' }])),
-      [`GET ${T}/stats`]: () => jsonResponse(200, { generations: 0, refinements: 0, downloads: 0, failures: 0 }),
+      [`GET ${T}/stats`]: () =>
+        jsonResponse(200, {
+          generations: 0, refinements: 0, downloads: 0, failures: 0,
+          panel_likeness: { instant: { mean: 0.7123, cells: 8 }, both: { mean: 0.83, cells: 8 } },
+        }),
       'GET /api/studio/spec-schema': () => jsonResponse(200, specSchema),
       'GET /api/studio/assets': () => jsonResponse(200, page([])),
       [`POST ${T}/revisions`]: (call) => {
@@ -44,12 +53,23 @@ describe('Template workspace', () => {
         revisions = [saved, ...revisions];
         return jsonResponse(201, saved);
       },
-      [`POST ${T}/revisions/2/previews`]: () => jsonResponse(202, pending),
+      [`POST ${T}/revisions/2/previews`]: (call) =>
+        (call.body as { identity?: string }).identity === 'lora'
+          ? jsonResponse(400, errorBody(400, 'invalid', 'These test avatars cannot render with identity "lora" (LoRA (studio tier)): Bo. Choose another identity, or preview without them.', { identity: ['"lora" is not available for the test avatars: Bo (av-bo).'] }))
+          : jsonResponse(202, pending),
       'GET /api/studio/previews/p2': () => jsonResponse(200, pending),
       [`POST ${T}/revisions/2/submit`]: () =>
         jsonResponse(409, errorBody(409, 'conflict', 'Preview this exact revision on the whole panel before submitting.')),
     });
     renderAt(`/studio/templates/${TEMPLATE_ID}`);
+
+    // The stats show the live revision's mean likeness per tier on the panel.
+    const likeness = await screen.findByTestId('panel-likeness');
+    expect(within(likeness).getAllByRole('row').map((r) => r.textContent)).toEqual([
+      'TierMean likenessCells',
+      'Instant0.718',
+      'LoRA + adapter0.838',
+    ]);
 
     const feedback = await screen.findByTestId('review-feedback');
     expect(feedback.textContent).toContain('Changes requested');
@@ -67,9 +87,29 @@ describe('Template workspace', () => {
     expect((post?.body as { spec: object }).spec).not.toHaveProperty('size');
 
     await waitFor(() => expect((screen.getByLabelText('Revision') as HTMLSelectElement).value).toBe('2'));
+    const identity = screen.getByLabelText('Identity') as HTMLSelectElement;
+    expect(Array.from(identity.options).map((o) => [o.value, o.textContent])).toEqual([
+      ['', 'Best available'],
+      ['instant', 'Instant (identity adapter)'],
+      ['lora', 'LoRA'],
+      ['both', 'Both (LoRA + adapter)'],
+    ]);
+    // A tier an avatar lacks: the 400 names it.
+    fireEvent.change(identity, { target: { value: 'lora' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Preview' }));
+    expect((await screen.findByText(/cannot render with identity "lora"/)).textContent).toContain(': Bo.');
+    fireEvent.change(identity, { target: { value: 'instant' } });
     fireEvent.click(screen.getByRole('button', { name: 'Preview' }));
     expect((await screen.findByTestId('queue-banner')).textContent).toBe('2 jobs ahead of this preview in the queue.');
+    expect(screen.queryByText(/cannot render with identity "lora"/)).toBeNull();
+    expect(calls.filter((c) => c.path === `${T}/revisions/2/previews`).map((c) => c.body)).toEqual([
+      { identity: 'lora' },
+      { identity: 'instant' },
+    ]);
     expect(screen.getAllByRole('progressbar')).toHaveLength(4);
+    // Each cell says which tier it renders with.
+    const cells = within(screen.getByTestId('preview-grid')).getAllByRole('cell');
+    expect(cells.map((c) => c.querySelector('.tier-badge')?.textContent)).toEqual(['Instant', 'Instant', 'Instant', 'Instant']);
 
     fireEvent.change(screen.getByLabelText('Review note'), { target: { value: 'Warmer now' } });
     fireEvent.click(screen.getByRole('button', { name: 'Submit for review' }));
@@ -218,6 +258,32 @@ describe('Operator pages', () => {
     expect(screen.getByText('Out of GPU memory.')).toBeTruthy();
     expect(screen.getByText('preview, generation')).toBeTruthy();
     expect(screen.getByText('Idle')).toBeTruthy();
+  });
+
+  it('lists the panel with each avatar’s tier and LoRA status', async () => {
+    const avatar = (id: string, name: string, patch: Record<string, unknown>) => ({
+      id, name, status: 'ready', is_test_avatar: true, panel_gender: 'female', panel_age_band: '30-44',
+      photo_count: 4, photo_issues: [], progress: { step: 0, total: 0 }, queue: null, failure: null,
+      rights_declaration: 'release', created_at: '2025-01-01T10:00:00Z', finished_at: null,
+      last_used_at: '2025-01-01T10:00:00Z', scheduled_deletion_at: null, deletion_notice_at: null, ...patch,
+    });
+    stubFetch({
+      'GET /api/v1/auth/me': () => jsonResponse(200, studioUser('operator')),
+      'GET /api/v1/ops/test-avatars': () =>
+        jsonResponse(200, page([
+          avatar('a1', 'Ann', { tier: 'studio', lora_status: 'ready' }),
+          avatar('a2', 'Bo', { status: 'training', tier: 'instant', lora_status: 'training', progress: { step: 3, total: 10 } }),
+          // Intake still running; an older server without the tier fields.
+          avatar('a3', 'Cy', { status: 'preparing' }),
+        ])),
+    });
+    renderAt('/studio/operations/test-avatars');
+    const table = await screen.findByRole('table');
+    expect(within(table).getAllByRole('columnheader').map((h) => h.textContent)).toContain('Tier');
+    const tiers = ['a1', 'a2', 'a3'].map((id) => screen.getByTestId(`tier-${id}`).textContent);
+    const loras = ['a1', 'a2', 'a3'].map((id) => screen.getByTestId(`lora-${id}`).textContent);
+    expect(tiers).toEqual(['Studio (LoRA)', 'Instant', 'None yet']);
+    expect(loras).toEqual(['Ready', 'Training', '—']);
   });
 
   it('uploads a test avatar as multipart and shows per-photo errors', async () => {

@@ -77,7 +77,7 @@ export function revision(number: number, s: TemplateSpec = spec(), note = ''): R
 }
 
 export function cell(id: number, avatar: string, seed: number, patch: Partial<PreviewCell> = {}): PreviewCell {
-  return { id, avatar, seed, status: 'pending', progress: null, likeness: null, error: null, image_url: null, ...patch };
+  return { id, avatar, seed, identity: 'lora', status: 'pending', progress: null, likeness: null, error: null, image_url: null, ...patch };
 }
 
 export function grid(id: string, rows: PreviewCell[][], patch: Partial<PreviewGrid> = {}): PreviewGrid {

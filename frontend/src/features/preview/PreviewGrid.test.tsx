@@ -5,10 +5,12 @@ import { jsonResponse, stubFetch } from '../../test/fetchStub';
 import { cell, grid } from '../../test/studioFixtures';
 import { LivePreview } from './PreviewGrid';
 
+// Ann's seed 11 uses both tiers, Bo's seed 11 the instant tier alone, the others the LoRA.
+const identityOf = (id: number) => (id === 1 ? 'both' : id === 3 ? 'instant' : 'lora');
 const pending = (id: number, avatar: string, seed: number, step = 0) =>
-  cell(id, avatar, seed, { progress: step ? { step, total: 20 } : null });
+  cell(id, avatar, seed, { identity: identityOf(id), progress: step ? { step, total: 20 } : null });
 const done = (id: number, avatar: string, seed: number) =>
-  cell(id, avatar, seed, { status: 'succeeded', likeness: 0.82, image_url: `/api/studio/cells/${id}/image`, progress: { step: 20, total: 20 } });
+  cell(id, avatar, seed, { identity: identityOf(id), status: 'succeeded', likeness: 0.82, image_url: `/api/studio/cells/${id}/image`, progress: { step: 20, total: 20 } });
 
 describe('LivePreview', () => {
   it('polls until every cell is done, updating cells, progress bars and the queue banner', async () => {
@@ -53,6 +55,13 @@ describe('LivePreview', () => {
     // First answer: Ann's seed 11 is at step 5 of 20.
     await waitFor(() => expect(screen.getByTestId('queue-banner').textContent).toBe('1 job ahead of this preview in the queue.'));
     const annProgress = screen.getByRole('progressbar', { name: 'Progress of Ann, seed 11' }) as HTMLProgressElement;
+    // Every cell, pending or not, names the tier it renders with.
+    expect(Array.from(table.querySelectorAll('td')).map((td) => [td.dataset.identity, td.querySelector('.tier-badge')?.textContent])).toEqual([
+      ['both', 'LoRA + adapter'],
+      ['lora', 'LoRA'],
+      ['instant', 'Instant'],
+      ['lora', 'LoRA'],
+    ]);
     expect(annProgress.value).toBe(5);
     expect(annProgress.max).toBe(20);
 

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import type { ApiError } from '../../api/client';
 import { studio } from '../../api/studio';
 import type { PreviewCell, PreviewGrid as Grid } from '../../api/studio';
+import type { Identity } from '../../api/types';
 import { ErrorState } from '../../components/StatusViews';
 import { useI18n } from '../../i18n/I18nContext';
 import { asApiError, usePolling } from '../../lib/useApi';
@@ -12,9 +13,30 @@ export function gridDone(grid: Grid): boolean {
   return grid.progress.total > 0 ? grid.progress.done >= grid.progress.total : grid.complete;
 }
 
+/** The tier a cell was rendered with: "Instant", "LoRA" or "LoRA + adapter". */
+export function TierBadge({ identity }: { identity: Identity | undefined }) {
+  const { t } = useI18n();
+  if (!identity) return null;
+  return (
+    <span className={`tier-badge tier-${identity}`} data-identity={identity} title={t(`identity.${identity}.hint`)}>
+      {t(`identity.${identity}`)}
+    </span>
+  );
+}
+
 function CellView({ cell, label }: { cell: PreviewCell | null; label: string }) {
   const { t } = useI18n();
   if (!cell) return <span className="muted small">{t('grid.noCell')}</span>;
+  return (
+    <>
+      <TierBadge identity={cell.identity} />
+      <CellBody cell={cell} label={label} />
+    </>
+  );
+}
+
+function CellBody({ cell, label }: { cell: PreviewCell; label: string }) {
+  const { t } = useI18n();
   if (cell.status === 'succeeded' && cell.image_url) {
     return (
       <figure className="cell-figure">
@@ -70,7 +92,12 @@ export function PreviewGridTable({ grid, caption }: { grid: Grid; caption?: stri
               {grid.seeds.map((seed, c) => {
                 const cell = grid.rows[r]?.[c] ?? null;
                 return (
-                  <td key={seed} data-cell={`${avatar.id}:${seed}`} data-status={cell?.status ?? 'none'}>
+                  <td
+                    key={seed}
+                    data-cell={`${avatar.id}:${seed}`}
+                    data-status={cell?.status ?? 'none'}
+                    data-identity={cell?.identity}
+                  >
                     <CellView cell={cell} label={t('grid.cellLabel', { avatar: avatar.name, seed })} />
                   </td>
                 );

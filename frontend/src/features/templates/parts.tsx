@@ -1,6 +1,6 @@
 import type { DiffEntry, TemplateSpec } from '../../api/studio';
-import { studio } from '../../api/studio';
-import type { Template, TemplateEvent } from '../../api/types';
+import { IDENTITIES, studio } from '../../api/studio';
+import type { PanelLikeness, Template, TemplateEvent } from '../../api/types';
 import { ErrorState, LoadingState } from '../../components/StatusViews';
 import { useI18n } from '../../i18n/I18nContext';
 import type { MessageKey } from '../../i18n/I18nContext';
@@ -121,7 +121,45 @@ export function TemplateStatsPanel({ templateId }: { templateId: string }) {
           ))}
         </dl>
       ) : null}
+      {state.status === 'ready' ? <PanelLikenessTable likeness={state.data.panel_likeness} /> : null}
     </section>
+  );
+}
+
+/** Mean likeness per tier on the test panel, over the live revision's preview cells. */
+export function PanelLikenessTable({ likeness }: { likeness: PanelLikeness | undefined }) {
+  const { t, formatNumber } = useI18n();
+  const rows = IDENTITIES.flatMap((identity) => {
+    const entry = likeness?.[identity];
+    return entry ? [{ identity, ...entry }] : [];
+  });
+  return (
+    <div className="panel-likeness" data-testid="panel-likeness">
+      <h3>{t('stats.likenessTitle')}</h3>
+      {rows.length === 0 ? (
+        <p className="muted small">{t('stats.likenessNone')}</p>
+      ) : (
+        <table className="data-table compact">
+          <caption className="sr-only">{t('stats.likenessCaption')}</caption>
+          <thead>
+            <tr>
+              <th scope="col">{t('stats.tier')}</th>
+              <th scope="col">{t('stats.meanLikeness')}</th>
+              <th scope="col">{t('stats.cells')}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => (
+              <tr key={row.identity} data-identity={row.identity}>
+                <th scope="row">{t(`identity.${row.identity}`)}</th>
+                <td data-testid={`likeness-${row.identity}`}>{row.mean.toFixed(2)}</td>
+                <td>{formatNumber(row.cells)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }
 

@@ -7,6 +7,10 @@ export const en = {
   'panel.gender': 'Gender',
   'panel.ageBand': 'Age band',
   'panel.status': 'Status',
+  'panel.tier': 'Tier',
+  'panel.lora': 'LoRA',
+  'panel.tiersHelp':
+    'Previews use a test avatar as soon as its instant tier (the identity adapter) is ready; its LoRA (the studio tier) is used once trained.',
   'panel.photos': 'Photos',
   'panel.created': 'Added',
   'panel.actions': 'Actions',
@@ -37,6 +41,17 @@ export const en = {
   'avatarStatus.training': 'Training',
   'avatarStatus.ready': 'Ready',
   'avatarStatus.failed': 'Failed',
+
+  'tier.instant': 'Instant',
+  'tier.studio': 'Studio (LoRA)',
+  'tier.none': 'None yet',
+
+  'loraStatus.not_requested': 'Not requested',
+  'loraStatus.waiting': 'Waiting for the photo checks',
+  'loraStatus.queued': 'Queued',
+  'loraStatus.training': 'Training',
+  'loraStatus.ready': 'Ready',
+  'loraStatus.failed': 'Failed',
 
   'queue.title': 'Backend dashboard',
   'queue.updated': 'Updated {when}',
@@ -79,6 +94,9 @@ export const zh: Record<keyof typeof en, string> = {
   'panel.gender': '性别',
   'panel.ageBand': '年龄段',
   'panel.status': '状态',
+  'panel.tier': '层级',
+  'panel.lora': 'LoRA',
+  'panel.tiersHelp': '测试形象的即时层级（身份适配器）就绪后即可用于预览；其 LoRA（工作室层级）训练完成后使用。',
   'panel.photos': '照片',
   'panel.created': '添加时间',
   'panel.actions': '操作',
@@ -109,6 +127,17 @@ export const zh: Record<keyof typeof en, string> = {
   'avatarStatus.training': '训练中',
   'avatarStatus.ready': '就绪',
   'avatarStatus.failed': '失败',
+
+  'tier.instant': '即时',
+  'tier.studio': '工作室（LoRA）',
+  'tier.none': '尚无',
+
+  'loraStatus.not_requested': '未请求',
+  'loraStatus.waiting': '等待照片检查',
+  'loraStatus.queued': '排队中',
+  'loraStatus.training': '训练中',
+  'loraStatus.ready': '就绪',
+  'loraStatus.failed': '失败',
 
   'queue.title': '后端看板',
   'queue.updated': '更新于 {when}',

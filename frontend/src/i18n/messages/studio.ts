@@ -164,6 +164,20 @@ export const en = {
   'preview.starting': 'Starting preview…',
   'preview.help': 'Renders the revision on every test avatar with every seed. Unchanged cells come from the cache.',
   'preview.none': 'No preview started on this page yet.',
+  'preview.identity': 'Identity',
+  'preview.identityBest': 'Best available',
+  'preview.identityHint':
+    'Best available renders each test avatar with its best ready tier: the LoRA and the identity adapter once its LoRA is trained, else the instant identity adapter. A named tier needs every avatar to have it.',
+
+  'identity.instant': 'Instant',
+  'identity.lora': 'LoRA',
+  'identity.both': 'LoRA + adapter',
+  'identity.instant.option': 'Instant (identity adapter)',
+  'identity.lora.option': 'LoRA',
+  'identity.both.option': 'Both (LoRA + adapter)',
+  'identity.instant.hint': 'Rendered with the identity adapter (instant tier)',
+  'identity.lora.hint': 'Rendered with the avatar’s LoRA (studio tier)',
+  'identity.both.hint': 'Rendered with the LoRA and the identity adapter',
 
   'submit.title': 'Submit for review',
   'submit.note': 'Review note',
@@ -225,6 +239,12 @@ export const en = {
   'stats.refinements': 'Refinements',
   'stats.downloads': 'Downloads',
   'stats.failures': 'Failures',
+  'stats.likenessTitle': 'Panel likeness by tier',
+  'stats.likenessNone': 'No likeness yet: the live revision has no finished preview cells.',
+  'stats.likenessCaption': 'Mean likeness per tier of the live revision on the test panel',
+  'stats.tier': 'Tier',
+  'stats.meanLikeness': 'Mean likeness',
+  'stats.cells': 'Cells',
 };
 
 export const zh: Record<keyof typeof en, string> = {
@@ -393,6 +413,20 @@ export const zh: Record<keyof typeof en, string> = {
   'preview.starting': '正在开始预览…',
   'preview.help': '用每个种子在每个测试形象上渲染此版本。未改变的格子来自缓存。',
   'preview.none': '本页尚未开始预览。',
+  'preview.identity': '身份方式',
+  'preview.identityBest': '最佳可用',
+  'preview.identityHint':
+    '“最佳可用”为每个测试形象使用其已就绪的最佳层级：LoRA 训练完成后同时使用 LoRA 与身份适配器，否则使用即时身份适配器。指定层级时，所选形象都必须具备该层级。',
+
+  'identity.instant': '即时',
+  'identity.lora': 'LoRA',
+  'identity.both': 'LoRA + 适配器',
+  'identity.instant.option': '即时（身份适配器）',
+  'identity.lora.option': 'LoRA',
+  'identity.both.option': '两者（LoRA + 适配器）',
+  'identity.instant.hint': '使用身份适配器渲染（即时层级）',
+  'identity.lora.hint': '使用形象的 LoRA 渲染（工作室层级）',
+  'identity.both.hint': '同时使用 LoRA 与身份适配器渲染',
 
   'submit.title': '提交审核',
   'submit.note': '审核说明',
@@ -454,4 +488,10 @@ export const zh: Record<keyof typeof en, string> = {
   'stats.refinements': '精修次数',
   'stats.downloads': '下载次数',
   'stats.failures': '失败次数',
+  'stats.likenessTitle': '测试面板各层级相似度',
+  'stats.likenessNone': '暂无相似度：线上版本还没有完成的预览格。',
+  'stats.likenessCaption': '线上版本在测试面板上各层级的平均相似度',
+  'stats.tier': '层级',
+  'stats.meanLikeness': '平均相似度',
+  'stats.cells': '格数',
 };
