@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from workstation.engine_host import get_registry
 from workstation.ownership import ConsumerOwned, ConsumerOwnedQuerySet
 
 
@@ -164,7 +165,12 @@ class Avatar(models.Model):
 
     @property
     def has_instant_tier(self) -> bool:
-        return bool(self.identity_embedding) and bool(self.identity_adapter)
+        """An identity embedding made for the identity adapter the engine serves now (after an
+        operator changes the adapter, older embeddings cannot render: their tier is gone)."""
+        if not self.identity_embedding or not self.identity_adapter:
+            return False
+        current = get_registry().identity_adapter()
+        return current is not None and current.key == self.identity_adapter
 
     @property
     def has_studio_tier(self) -> bool:

@@ -13,8 +13,13 @@ from .models import IN_FLIGHT, Avatar, AvatarStatus, LoraStatus
 
 
 def avatar_waiting_job(*, avatar: Avatar) -> RenderJob | None:
-    """The avatar's job waiting in the queue (intake, then training), if any."""
-    return avatar.jobs.filter(status=JobStatus.QUEUED).order_by("created_at").first()
+    """The avatar's own job waiting in the queue (intake, then training), if any; never one
+    of its generations."""
+    return (
+        avatar.jobs.filter(status=JobStatus.QUEUED, kind__in=(INTAKE, TRAINING))
+        .order_by("created_at")
+        .first()
+    )
 
 
 # The name the event stream and older callers use.

@@ -10,9 +10,10 @@ import logging
 import time
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -35,7 +36,7 @@ from workstation.accounts.principals import ConsumerPrincipal
 from workstation.engine_host import get_engine, get_registry
 from workstation.errors import ConflictError, InsufficientCredits, InvalidInput
 from workstation.ownership import owner_key
-from workstation.storage import delete_objects
+from workstation.storage import delete_objects, delete_prefix, list_objects_under
 
 from . import consent as agreement
 from . import crypto
@@ -394,6 +395,33 @@ def _store_crops(avatar: Avatar, crops: list[Image.Image], data_key: bytes) -> l
     return names
 
 
+_Read = TypeVar("_Read")
+
+
+def _read_photos(avatar: Avatar, read: Callable[[], _Read]) -> _Read | TrainingOutcome:
+    """``read()`` (decrypt and screen the stored photos), or the avatar failed (refunded) when
+    they cannot be read, or when screening crashes: it decodes untrusted files and runs face
+    models, and whatever breaks, the avatar fails now (photos deleted) rather than waiting for
+    the retention sweep."""
+    try:
+        return read()
+    except (crypto.DecryptionError, OSError) as exc:
+        logger.error("avatar %s: photos unavailable (%s)", avatar.pk, type(exc).__name__)
+        return _finish_failed(
+            avatar,
+            code="photos_unavailable",
+            reason="Your photos could not be read. You were not charged.",
+        )
+    except Exception:
+        logger.exception("avatar %s: photo screening crashed", avatar.pk)
+        return _finish_failed(
+            avatar,
+            code="internal_error",
+            reason="Your photos could not be checked because of an internal error. "
+            "You were not charged.",
+        )
+
+
 def avatar_intake_execute(*, avatar_id: str, job: RenderJob | None = None) -> TrainingOutcome:
     """The intake job: screens the stored uploads, makes the instant tier (identity embedding)
     and, when the LoRA is wanted, keeps only the checked crops and queues its training.
@@ -406,81 +434,33 @@ def avatar_intake_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tr
         return TrainingOutcome(False, "gone", "The avatar no longer exists.")
     owner = str(avatar.id)
     started = time.monotonic()
-    try:
-        data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
-        screened = _screen_stored_uploads(avatar, data_key)
-    except (crypto.DecryptionError, OSError) as exc:
-        logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
-        return _finish_failed(
-            avatar,
-            code="photos_unavailable",
-            reason="Your photos could not be read. You were not charged.",
-        )
-    except Exception:
-        logger.exception("avatar %s: photo screening crashed", owner)
-        return _finish_failed(
-            avatar,
-            code="internal_error",
-            reason="Your photos could not be checked because of an internal error. "
-            "You were not charged.",
-        )
+    data_key = _read_photos(
+        avatar, lambda: crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
+    )
+    if isinstance(data_key, TrainingOutcome):
+        return data_key
+    key: bytes = data_key
+    screened = _read_photos(avatar, lambda: _screen_stored_uploads(avatar, key))
     if isinstance(screened, TrainingOutcome):
         return screened
     identity = _build_identity(avatar, screened)
     wants_lora = avatar.lora_status == LoraStatus.WAITING or identity is None
+    # Crops an earlier attempt stored before its worker died (no row names them) go first.
+    _delete_unreferenced_crops(avatar)
     crops = _store_crops(avatar, screened.crops, data_key) if wants_lora else []
     del screened
-    with transaction.atomic():
-        locked = Avatar.objects.select_for_update().filter(pk=owner).first()
-        if locked is None:  # erased meanwhile: keep nothing
-            delete_objects(crops)
-            return TrainingOutcome(False, "erased", "The avatar was deleted.")
-        uploads = list(locked.photos.all())
-        delete_objects(photo.storage_name for photo in uploads)
-        AvatarPhoto.objects.filter(pk__in=[photo.pk for photo in uploads]).delete()
-        now = timezone.now()
-        changes: dict = {}
-        if identity is not None:
-            adapter, kind, vector = identity
-            changes.update(
-                identity_embedding=crypto.encrypt_blob(
-                    vector.astype(np.float32).tobytes(),
-                    data_key=data_key,
-                    owner_id=owner,
-                    purpose="identity_embedding",
-                ),
-                identity_adapter=adapter,
-                identity_kind=kind,
-                instant_ready_at=now,
+    try:
+        with transaction.atomic():
+            outcome, uploads = _finish_intake(
+                avatar, identity, crops, data_key, wants_lora=wants_lora
             )
-        if wants_lora:
-            AvatarPhoto.objects.bulk_create(
-                AvatarPhoto(avatar=locked, index=index, storage_name=name)
-                for index, name in enumerate(crops)
-            )
-            job_create(
-                kind=TRAINING,
-                spec={},
-                avatar=locked,
-                end_user=locked.end_user,
-                created_by=locked.created_by if locked.is_test_avatar else None,
-            )
-            changes.update(status=AvatarStatus.TRAINING, lora_status=LoraStatus.QUEUED)
-        else:
-            changes.update(status=AvatarStatus.READY, finished_at=now)
-        Avatar.objects.filter(pk=owner).update(**changes)
-        locked.refresh_from_db()
-        avatar_changed(owner)
-        if identity is not None:
-            avatar_stage_reached.send(sender=Avatar, avatar=locked, stage="instant_ready")
-    audit(
-        actor=f"system:intake:{owner}",
-        action="avatar_identity_made" if identity is not None else "avatar_photos_checked",
-        object_type="avatar",
-        object_id=owner,
-        purpose="make the end user's avatar",
-        end_user=avatar.end_user,
-    )
+    except Exception:
+        delete_objects(crops)  # nothing committed refers to them; the uploads stay
+        raise
+    if outcome is not None:
+        delete_objects(crops)
+        return outcome
+    delete_objects(uploads)  # only once their rows' deletion is committed
     logger.info(
         "avatar %s: intake done in %.2fs (instant tier: %s, LoRA: %s)",
         owner,
@@ -489,6 +469,91 @@ def avatar_intake_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tr
         "queued" if wants_lora else "not requested",
     )
     return TrainingOutcome(True)
+
+
+def _delete_unreferenced_crops(avatar: Avatar) -> None:
+    referenced = set(avatar.photos.values_list("storage_name", flat=True))
+    stray = [n for n in list_objects_under(f"avatars/{avatar.pk}/photos") if n not in referenced]
+    if stray:
+        logger.warning(
+            "avatar %s: %d crops of an interrupted intake deleted", avatar.pk, len(stray)
+        )
+        delete_objects(stray)
+
+
+def _finish_intake(
+    avatar: Avatar,
+    identity: tuple[str, str, np.ndarray] | None,
+    crops: list[str],
+    data_key: bytes,
+    *,
+    wants_lora: bool,
+) -> tuple[TrainingOutcome | None, list[str]]:
+    """Records the intake's result under the avatar's row lock: (None, the uploads' storage
+    names to delete once committed) when recorded, else (why not, []) (erased, or another
+    attempt took over: this one's crops are then not used)."""
+    owner = str(avatar.pk)
+    locked = Avatar.objects.select_for_update().filter(pk=owner).first()
+    if locked is None:
+        return TrainingOutcome(False, "erased", "The avatar was deleted."), []
+    if locked.status not in (AvatarStatus.QUEUED, AvatarStatus.PREPARING):
+        return TrainingOutcome(True), []  # a later attempt finished first
+    if locked.attempts != avatar.attempts:
+        return TrainingOutcome(False, "superseded", "Another attempt is making this avatar."), []
+    uploads = list(locked.photos.all())
+    # The uploads' clock keeps running for the crops: photos never outlive
+    # PHOTO_HARD_LIMIT_HOURS after upload, whatever waited in the queue.
+    uploaded_at = min((photo.created_at for photo in uploads), default=timezone.now())
+    names = [photo.storage_name for photo in uploads]
+    AvatarPhoto.objects.filter(pk__in=[photo.pk for photo in uploads]).delete()
+    now = timezone.now()
+    changes: dict = {}
+    if identity is not None:
+        adapter, kind, vector = identity
+        changes.update(
+            identity_embedding=crypto.encrypt_blob(
+                vector.astype(np.float32).tobytes(),
+                data_key=data_key,
+                owner_id=owner,
+                purpose="identity_embedding",
+            ),
+            identity_adapter=adapter,
+            identity_kind=kind,
+            instant_ready_at=now,
+        )
+    if wants_lora:
+        AvatarPhoto.objects.bulk_create(
+            AvatarPhoto(avatar=locked, index=index, storage_name=name, created_at=uploaded_at)
+            for index, name in enumerate(crops)
+        )
+        waiting = locked.jobs.filter(
+            kind=TRAINING, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+        ).exists()
+        if not waiting:
+            job_create(
+                kind=TRAINING,
+                spec={},
+                avatar=locked,
+                end_user=locked.end_user,
+                created_by=locked.created_by if locked.is_test_avatar else None,
+            )
+        changes.update(status=AvatarStatus.TRAINING, lora_status=LoraStatus.QUEUED)
+    else:
+        changes.update(status=AvatarStatus.READY, finished_at=now)
+    Avatar.objects.filter(pk=owner).update(**changes)
+    locked.refresh_from_db()
+    avatar_changed(owner)
+    if identity is not None:
+        avatar_stage_reached.send(sender=Avatar, avatar=locked, stage="instant_ready")
+    audit(
+        actor=f"system:intake:{owner}",
+        action="avatar_identity_made" if identity is not None else "avatar_photos_checked",
+        object_type="avatar",
+        object_id=owner,
+        purpose="make the end user's avatar",
+        end_user=locked.end_user,
+    )
+    return None, names
 
 
 def _decrypt_stored(avatar: Avatar, data_key: bytes, *, purpose: str) -> dict[int, bytes]:
@@ -610,7 +675,7 @@ def _lora_failed(avatar: Avatar, *, code: str, reason: str) -> TrainingOutcome:
         finished_at=timezone.now(),
     )
     _refund_avatar_credit(avatar, note=f"LoRA failed: {code}")
-    avatar.refresh_from_db()
+    avatar = Avatar.objects.filter(pk=avatar.pk).first() or avatar
     avatar_changed(avatar.pk)
     avatar_stage_reached.send(sender=Avatar, avatar=avatar, stage="lora_failed")
     logger.info("avatar %s: LoRA failed (%s); instant tier kept", avatar.pk, code)
@@ -621,7 +686,10 @@ def _finish_failed(
     avatar: Avatar, *, code: str, reason: str, issues: list[dict[str, str]] | None = None
 ) -> TrainingOutcome:
     """The avatar failed: nothing usable (or only its LoRA failed: `_lora_failed`)."""
-    avatar = Avatar.objects.filter(pk=avatar.pk).first() or avatar
+    current = Avatar.objects.filter(pk=avatar.pk).first()
+    if current is None:
+        return TrainingOutcome(False, "erased", "The avatar was deleted.")
+    avatar = current
     if avatar.has_instant_tier:
         return _lora_failed(avatar, code=code, reason=reason)
     avatar_photos_delete(avatar=avatar)
@@ -637,7 +705,7 @@ def _finish_failed(
         changes["lora_status"] = LoraStatus.FAILED
     Avatar.objects.filter(pk=avatar.pk).update(**changes)
     _refund_avatar_credit(avatar, note=f"avatar failed: {code}")
-    avatar.refresh_from_db()
+    avatar = Avatar.objects.filter(pk=avatar.pk).first() or avatar
     avatar_changed(avatar.pk)
     avatar_stage_reached.send(sender=Avatar, avatar=avatar, stage="failed")
     logger.info("avatar %s failed: %s", avatar.pk, code)
@@ -665,7 +733,9 @@ def avatar_job_finished(job: RenderJob) -> None:
 
 def _fail_waiting_training(avatar: Avatar, *, code: str, reason: str) -> None:
     """Fails the avatar's queued training job (which refunds the avatar credit)."""
-    for job in avatar.jobs.select_for_update().filter(status=JobStatus.QUEUED):
+    for job in avatar.jobs.select_for_update().filter(
+        status=JobStatus.QUEUED, kind__in=(INTAKE, TRAINING)
+    ):
         job_finished_without_running(job, status=JobStatus.FAILED, code=code, message=reason)
 
 
@@ -679,26 +749,13 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
     if avatar is None:
         return TrainingOutcome(False, "gone", "The avatar no longer exists.")
     owner = str(avatar.id)
-    try:
-        data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
-        photos = _training_photos(avatar, data_key)
-    except (crypto.DecryptionError, OSError) as exc:
-        logger.error("avatar %s: photos unavailable (%s)", owner, type(exc).__name__)
-        return _finish_failed(
-            avatar,
-            code="photos_unavailable",
-            reason="Your photos could not be read. You were not charged.",
-        )
-    except Exception:
-        # Screening decodes untrusted files and runs face models: whatever breaks, the avatar
-        # fails now (photos deleted, refunded) rather than waiting for the retention sweep.
-        logger.exception("avatar %s: photo screening crashed", owner)
-        return _finish_failed(
-            avatar,
-            code="internal_error",
-            reason="Your photos could not be checked because of an internal error. "
-            "You were not charged.",
-        )
+    data_key = _read_photos(
+        avatar, lambda: crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
+    )
+    if isinstance(data_key, TrainingOutcome):
+        return data_key
+    key: bytes = data_key
+    photos = _read_photos(avatar, lambda: _training_photos(avatar, key))
     if isinstance(photos, TrainingOutcome):
         return photos
     if not photos:
@@ -773,6 +830,12 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
         locked = Avatar.objects.select_for_update().filter(pk=owner).first()
         if locked is None:  # erased while we trained: keep nothing
             return TrainingOutcome(False, "erased", "The avatar was deleted during training.")
+        if locked.lora_status != LoraStatus.TRAINING or locked.attempts != avatar.attempts:
+            # The retention sweep failed this LoRA meanwhile (photos past their limit, credit
+            # refunded), or another attempt took over: this result is not kept.
+            return TrainingOutcome(
+                False, locked.lora_failure_code or "superseded", "This training was stopped."
+            )
         name = default_storage.save(f"avatars/{owner}/lora.bin", ContentFile(sealed))
         avatar_photos_delete(avatar=locked)  # photos go the moment the avatar exists
         metadata = {
@@ -843,20 +906,25 @@ def avatar_lora_bytes(*, avatar: Avatar) -> bytes:
 
 
 def avatar_erase(*, avatar: Avatar, actor: str, purpose: str) -> dict[str, int]:
-    """Deletes photos and the LoRA from storage, destroys the data key, deletes the row."""
+    """Deletes photos and the LoRA from storage, destroys the data key and the embeddings,
+    deletes the row. The row stays locked throughout, so an intake or a training run finishing
+    right now cannot store photos or a LoRA that would outlive it; everything under the
+    avatar's storage prefix goes too (what an interrupted attempt may have left)."""
     with transaction.atomic():
-        # Locked so a training run finishing right now cannot store a LoRA we do not delete.
-        avatar = Avatar.objects.select_for_update().filter(pk=avatar.pk).first() or avatar
-    photos = avatar_photos_delete(avatar=avatar)
-    if avatar.lora_object:
-        delete_objects([avatar.lora_object])
-    end_user = avatar.end_user
-    avatar_id = str(avatar.pk)
-    Avatar.objects.filter(pk=avatar.pk).update(
-        wrapped_data_key=None, reference_embedding=None, identity_embedding=None
-    )
-    Avatar.objects.filter(pk=avatar.pk).delete()
-    avatar_changed(avatar_id)  # its streams end
+        locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
+        if locked is None:
+            return {"avatars": 0, "photos": 0}
+        photos = avatar_photos_delete(avatar=locked)
+        if locked.lora_object:
+            delete_objects([locked.lora_object])
+        delete_prefix(f"avatars/{locked.pk}")
+        end_user = locked.end_user
+        avatar_id = str(locked.pk)
+        Avatar.objects.filter(pk=locked.pk).update(
+            wrapped_data_key=None, reference_embedding=None, identity_embedding=None
+        )
+        Avatar.objects.filter(pk=locked.pk).delete()
+        avatar_changed(avatar_id)  # its streams end
     audit(
         actor=actor,
         action="avatar_erased",

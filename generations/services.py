@@ -82,6 +82,10 @@ def _create(
         with transaction.atomic():
             # Lock the end user first: allowance counting and spending are serialized per user.
             EndUser.objects.select_for_update().get(pk=end_user.pk)
+            # And the avatar: an erasure racing this request either happens before (409
+            # here) or waits for this job, which it then deletes with the avatar's jobs.
+            if not Avatar.objects.select_for_update().filter(pk=avatar.pk).exists():
+                raise ConflictError("The avatar was deleted.")
             cost = generation_cost(avatar=avatar)
             job = job_create(
                 kind=kind,

@@ -30,6 +30,29 @@ def delete_objects(names: Iterable[str]) -> int:
     return deleted
 
 
+def list_objects_under(prefix: str) -> list[str]:
+    """Every object name under ``prefix`` (a "folder": on an object store only a key prefix,
+    so `listdir` is used, which both backends answer)."""
+    found: list[str] = []
+
+    def walk(path: str) -> None:
+        try:
+            directories, files = default_storage.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        found.extend(f"{path}/{name}" for name in files)
+        for directory in directories:
+            walk(f"{path}/{directory}")
+
+    walk(prefix.rstrip("/"))
+    return found
+
+
+def delete_prefix(prefix: str) -> int:
+    """Deletes every object under ``prefix`` (and the folders they leave empty)."""
+    return delete_objects(list_objects_under(prefix))
+
+
 def _prune_empty_folders(folders: set[str]) -> None:
     try:
         root = Path(default_storage.path("")).resolve()

@@ -276,3 +276,78 @@ def test_instant_generations_of_different_users_share_a_batch_group(
     assert [j.spec["num_images"] for j in jobs] == [2, 2]
     assert jobs[0].batch_group and jobs[0].batch_group == jobs[1].batch_group
     assert jobs[0].spec["identity"]["id"] != jobs[1].spec["identity"]["id"]
+
+
+def test_an_interrupted_intake_leaves_no_photo_behind_and_runs_again(
+    make_avatar, tiny_models, monkeypatch
+):
+    """A crash while recording the intake (here: queuing the LoRA fails) keeps the uploads and
+    deletes the crops it stored; crops a dead worker left (no row names them) are deleted by
+    the next attempt, which then completes."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    avatar_id = make_avatar()
+
+    def broken(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "job_create", broken)
+    with pytest.raises(RuntimeError):
+        services.avatar_intake_execute(avatar_id=avatar_id)
+    monkeypatch.undo()
+    assert len(list_objects(f"avatars/{avatar_id}/uploads")) == 4  # kept for the next attempt
+    assert list_objects(f"avatars/{avatar_id}/photos") == []
+    stray = default_storage.save(f"avatars/{avatar_id}/photos/9-x.bin", ContentFile(b"left over"))
+
+    intake(avatar_id)  # the job runs again (a redelivery after the crash)
+    stored = list_objects(f"avatars/{avatar_id}/photos")
+    names = set(Avatar.objects.get(pk=avatar_id).photos.values_list("storage_name", flat=True))
+    assert len(stored) == 3 and set(stored) == names and stray not in names
+    assert list_objects(f"avatars/{avatar_id}/uploads") == []
+    assert RenderJob.objects.filter(avatar_id=avatar_id, kind=TRAINING).count() == 1
+
+
+def test_erasing_an_avatar_deletes_everything_under_its_prefix(make_avatar, tiny_models):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    avatar_id = make_avatar()
+    intake(avatar_id)
+    default_storage.save(f"avatars/{avatar_id}/photos/orphan.bin", ContentFile(b"x"))
+    services.avatar_erase(avatar=Avatar.objects.get(pk=avatar_id), actor="test", purpose="test")
+    assert list_objects(f"avatars/{avatar_id}") == []
+    assert not Avatar.objects.filter(pk=avatar_id).exists()
+
+
+def test_a_retention_failed_lora_is_not_kept_when_its_training_ends(
+    make_avatar, tiny_models, monkeypatch
+):
+    """The 24 h photo limit failed the LoRA (refunded) while it trained: the finished training
+    must not turn it into a free LoRA."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    import engine.training
+    from avatars.models import AvatarPhoto, LoraStatus
+
+    avatar_id = make_avatar()
+    intake(avatar_id)
+    real = engine.training.train_avatar_lora
+
+    def sweep_during_training(**kwargs):
+        trained = real(**kwargs)
+        AvatarPhoto.objects.filter(avatar_id=avatar_id).update(
+            created_at=timezone.now() - timedelta(hours=25)
+        )
+        assert services.retention_sweep()["photos_deleted"] == 3
+        return trained
+
+    monkeypatch.setattr(engine.training, "train_avatar_lora", sweep_during_training)
+    train(avatar_id)
+    avatar = Avatar.objects.get(pk=avatar_id)
+    assert avatar.lora_status == LoraStatus.FAILED and avatar.lora_failure_code == "photos_expired"
+    assert avatar.tier == "instant" and not avatar.lora_object
+    assert list_objects(f"avatars/{avatar_id}") == []
+    assert balance(end_user=avatar.end_user, credit_type="avatar") == 5  # refunded once

@@ -15,7 +15,6 @@ import inspect
 import io
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -364,16 +363,13 @@ def test_missing_adapter_files_do_not_break_base_renders(tiny_dir: Path, tmp_pat
 def test_build_identity_image_kind_averages_clip_embeddings(engine: Engine):
     crops = _crops(20)
     engine.build_identity(crops[:1])  # first use: nothing left to load afterwards
-    started = time.perf_counter()
     key, kind, vector = engine.build_identity(crops)
-    seconds = time.perf_counter() - started
     assert (key, kind, vector.dtype, vector.shape) == (
         "tiny-identity",
         "image_encoder",
         np.float32,
         (32,),
     )
-    assert seconds < 1.0, seconds  # measured ~0.01 s on one CPU thread
     singles = [engine.build_identity([crop])[2] for crop in crops[:3]]
     mean = engine.build_identity(crops[:3])[2]
     np.testing.assert_allclose(mean, np.mean(singles, axis=0), atol=1e-5)

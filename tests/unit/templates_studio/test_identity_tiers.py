@@ -31,7 +31,8 @@ def tiered_avatar(name: str, *tiers: str, status: str = AvatarStatus.READY) -> A
         avatar.lora_status, avatar.lora_ready_at = LoraStatus.READY, timezone.now()
     if "instant" in tiers:
         avatar.identity_embedding = b"\x01" * 64
-        avatar.identity_adapter, avatar.identity_kind = "identity-adapter", "face_embedding"
+        # The adapter the engine serves (tiny profile): an older one would not count.
+        avatar.identity_adapter, avatar.identity_kind = "tiny-identity", "image_encoder"
         avatar.instant_ready_at = timezone.now()
     avatar.save()
     return avatar
