@@ -445,7 +445,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "workstation.api.errors.api_exception_handler",
     "DEFAULT_METADATA_CLASS": "workstation.api.metadata.SchemaPointerMetadata",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "workstation.api.schema.WorkstationAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "workstation.api.throttles.PrincipalRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",

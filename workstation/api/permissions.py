@@ -5,8 +5,14 @@ from __future__ import annotations
 from rest_framework.permissions import BasePermission
 
 from workstation.accounts.models import Role
+from workstation.errors import InvalidInput
 
-from .authentication import ConsumerPrincipal
+from .authentication import END_USER_HEADER, ConsumerPrincipal
+
+MISSING_END_USER = (
+    "This endpoint acts for one of your end users: send the X-End-User header with your "
+    "opaque reference for them (1-128 letters, digits and . _ : @ -)."
+)
 
 
 def _is_studio_user(user) -> bool:
@@ -40,13 +46,19 @@ IsReviewer = HasRole.of(Role.REVIEWER)
 
 
 class IsConsumer(BasePermission):
-    """A consumer API client acting for a named end user (the X-End-User header)."""
+    """A consumer API client acting for a named end user (the X-End-User header). An API
+    client's key without the header is a 400 naming the header (the caller is known; only
+    the request is incomplete)."""
 
     message = "This endpoint needs an API client key and an X-End-User header."
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        return isinstance(user, ConsumerPrincipal) and user.end_user_ref is not None
+        if not isinstance(user, ConsumerPrincipal):
+            return False
+        if user.end_user_ref is None:
+            raise InvalidInput({END_USER_HEADER: [MISSING_END_USER]})
+        return True
 
 
 class IsApiClient(BasePermission):

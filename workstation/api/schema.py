@@ -1,6 +1,33 @@
-"""OpenAPI descriptions of our authentication schemes (loaded by the accounts app)."""
+"""OpenAPI descriptions of our authentication schemes (loaded by the accounts app), and the
+schema class that declares the X-End-User header on every consumer operation."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter
+
+from .permissions import IsConsumer
+
+END_USER_PARAMETER = OpenApiParameter(
+    "X-End-User",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Your opaque reference for the end user this call acts for (1-128 letters, "
+    "digits and . _ : @ -). Missing: 400 naming the header.",
+)
+
+
+class WorkstationAutoSchema(AutoSchema):
+    """Adds the X-End-User header parameter to operations that act for an end user (views
+    whose permissions include `IsConsumer`), so Swagger's "Try it out" and generated clients
+    send it."""
+
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        permissions = getattr(self.view, "permission_classes", ())
+        if any(isinstance(p, type) and issubclass(p, IsConsumer) for p in permissions):
+            parameters.append(END_USER_PARAMETER)
+        return parameters
 
 
 class ApiClientScheme(OpenApiAuthenticationExtension):

@@ -2791,7 +2791,10 @@ export interface operations {
                 /** @description Number of results to return per page. */
                 page_size?: number;
             };
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2810,7 +2813,10 @@ export interface operations {
     avatars_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2833,7 +2839,10 @@ export interface operations {
     avatars_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -2854,7 +2863,10 @@ export interface operations {
     avatars_destroy: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -2874,7 +2886,10 @@ export interface operations {
     avatars_events_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -2983,7 +2998,10 @@ export interface operations {
                 /** @description Number of results to return per page. */
                 page_size?: number;
             };
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3002,7 +3020,10 @@ export interface operations {
     consents_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3027,7 +3048,10 @@ export interface operations {
     consents_withdraw_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -3048,7 +3072,10 @@ export interface operations {
     credits_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3069,9 +3096,11 @@ export interface operations {
     credits_grants_create: {
         parameters: {
             query?: never;
-            header?: {
+            header: {
                 /** @description The same key returns the same job instead of a new one. */
                 "Idempotency-Key"?: string;
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
             };
             path?: never;
             cookie?: never;
@@ -3126,7 +3155,10 @@ export interface operations {
     generations_list: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3147,11 +3179,13 @@ export interface operations {
     generations_create: {
         parameters: {
             query?: never;
-            header?: {
+            header: {
                 /** @description Seconds (e.g. 30 or 30s); if the job has not started by then it is aborted and refunded. */
                 "Cancel-After"?: string;
                 /** @description The same key returns the same job instead of a new one. */
                 "Idempotency-Key"?: string;
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
             };
             path?: never;
             cookie?: never;
@@ -3189,7 +3223,10 @@ export interface operations {
     generations_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -3212,7 +3249,10 @@ export interface operations {
     generations_cancel_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -3235,7 +3275,10 @@ export interface operations {
     generations_events_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path: {
                 id: string;
             };
@@ -3256,11 +3299,13 @@ export interface operations {
     generations_refine_create: {
         parameters: {
             query?: never;
-            header?: {
+            header: {
                 /** @description Seconds (e.g. 30 or 30s); if the job has not started by then it is aborted and refunded. */
                 "Cancel-After"?: string;
                 /** @description The same key returns the same job instead of a new one. */
                 "Idempotency-Key"?: string;
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
             };
             path: {
                 id: string;
@@ -3303,7 +3348,10 @@ export interface operations {
     me_erase_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3322,7 +3370,10 @@ export interface operations {
     me_export_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Your opaque reference for the end user this call acts for (1-128 letters, digits and . _ : @ -). Missing: 400 naming the header. */
+                "X-End-User": string;
+            };
             path?: never;
             cookie?: never;
         };

@@ -70,3 +70,26 @@ def test_options_works_on_views_without_a_serializer(consumer_key, action):
     response = consumer.options(f"/api/v1/generations/{uuid.uuid4()}/{action}")
     assert response.status_code == 200
     assert response.json()["schema"] == "/api/v1/schema/"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/avatars", "/api/v1/generations", "/api/v1/credits"])
+def test_a_consumer_call_without_x_end_user_is_a_400_naming_the_header(consumer_key, path):
+    response = Client().get(path, HTTP_AUTHORIZATION=f"Bearer {consumer_key('p')}")
+    _assert_error(response, 400)
+    assert "X-End-User" in response.json()["error"]["fields"]
+    # Without a key at all it stays an authentication failure.
+    assert Client().get(path).status_code in (401, 403)
+
+
+def test_the_schema_declares_x_end_user_on_consumer_operations_only():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+
+    def names(path: str, method: str) -> set[str]:
+        return {p["name"] for p in schema["paths"][path][method].get("parameters", [])}
+
+    assert "X-End-User" in names("/api/v1/generations", "post")
+    assert "X-End-User" in names("/api/v1/avatars/{id}", "get")
+    assert "X-End-User" not in names("/api/v1/catalog/templates", "get")  # the key alone
+    assert "X-End-User" not in names("/api/studio/templates", "get")
