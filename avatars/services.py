@@ -398,13 +398,16 @@ def _store_crops(avatar: Avatar, crops: list[Image.Image], data_key: bytes) -> l
 _Read = TypeVar("_Read")
 
 
-def _read_photos(avatar: Avatar, read: Callable[[], _Read]) -> _Read | TrainingOutcome:
-    """``read()`` (decrypt and screen the stored photos), or the avatar failed (refunded) when
-    they cannot be read, or when screening crashes: it decodes untrusted files and runs face
-    models, and whatever breaks, the avatar fails now (photos deleted) rather than waiting for
-    the retention sweep."""
+def _read_photos(
+    avatar: Avatar, read: Callable[[bytes], _Read]
+) -> tuple[bytes, _Read] | TrainingOutcome:
+    """(the avatar's data key, ``read(data_key)``: decrypt and screen the stored photos), or
+    the avatar failed (refunded) when they cannot be read, or when screening crashes: it
+    decodes untrusted files and runs face models, and whatever breaks, the avatar fails now
+    (photos deleted) rather than waiting for the retention sweep."""
     try:
-        return read()
+        data_key = crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=str(avatar.pk))
+        return data_key, read(data_key)
     except (crypto.DecryptionError, OSError) as exc:
         logger.error("avatar %s: photos unavailable (%s)", avatar.pk, type(exc).__name__)
         return _finish_failed(
@@ -434,13 +437,10 @@ def avatar_intake_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tr
         return TrainingOutcome(False, "gone", "The avatar no longer exists.")
     owner = str(avatar.id)
     started = time.monotonic()
-    data_key = _read_photos(
-        avatar, lambda: crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
-    )
-    if isinstance(data_key, TrainingOutcome):
-        return data_key
-    key: bytes = data_key
-    screened = _read_photos(avatar, lambda: _screen_stored_uploads(avatar, key))
+    read = _read_photos(avatar, lambda key: _screen_stored_uploads(avatar, key))
+    if isinstance(read, TrainingOutcome):
+        return read
+    data_key, screened = read
     if isinstance(screened, TrainingOutcome):
         return screened
     identity = _build_identity(avatar, screened)
@@ -749,13 +749,10 @@ def avatar_train_execute(*, avatar_id: str, job: RenderJob | None = None) -> Tra
     if avatar is None:
         return TrainingOutcome(False, "gone", "The avatar no longer exists.")
     owner = str(avatar.id)
-    data_key = _read_photos(
-        avatar, lambda: crypto.unwrap_data_key(avatar.wrapped_data_key, owner_id=owner)
-    )
-    if isinstance(data_key, TrainingOutcome):
-        return data_key
-    key: bytes = data_key
-    photos = _read_photos(avatar, lambda: _training_photos(avatar, key))
+    read = _read_photos(avatar, lambda key: _training_photos(avatar, key))
+    if isinstance(read, TrainingOutcome):
+        return read
+    data_key, photos = read
     if isinstance(photos, TrainingOutcome):
         return photos
     if not photos:
