@@ -123,10 +123,17 @@ def s3_worker(s3_storage, worker_env, tmp_path):
 def clear_cache(settings):
     """Throttle counters and queue snapshots live in the shared cache; each test starts with
     none, and reads positions fresh (tests/unit/jobs/test_queue.py covers the shared tick)."""
+    import threading
+
     from django.core.cache import cache
 
     from jobs import selectors
 
+    # A snapshot rebuild an earlier test started in the background must not land in this
+    # one (it would install a snapshot of that test's queue as the newest).
+    for thread in threading.enumerate():
+        if thread.name.startswith("queue-snapshot-"):
+            thread.join(timeout=60)
     cache.clear()
     selectors._local_snapshots.clear()
     settings.QUEUE_POSITION_TICK_S = 0
